@@ -1,0 +1,505 @@
+// Drivers that advance one block of W trajectories from t0 to t1.
+//
+// The CPU core calls them with W = 8 or 16 lanes per block, one block per
+// OpenMP task. The GPU calls them with W = 1, one trajectory per thread.
+// Lanes never exchange data, so a trajectory's result does not depend on
+// which block, thread or batch it ran in.
+#pragma once
+
+#include "controller.hpp"
+#include "lanes.hpp"
+#include "symplectic.hpp"
+#include "tableaus.hpp"
+
+namespace fastode {
+
+/// Settings shared by every trajectory of one call.
+template <class T>
+struct Problem {
+    T t0 = 0, t1 = 0;
+    T dt = 0;  // magnitude of the fixed step; for adaptive methods, of the first step (0: automatic)
+    T rtol = 0, atol = 0;
+    index_t max_steps = 0;
+    int controller = CONTROLLER_I;
+    const T* t_eval = nullptr;  // sorted in the direction of integration
+    index_t n_eval = 0;         // 0 stores the final state only
+    const T* y0 = nullptr;      // (N, dim)
+
+    FASTODE_HD T direction() const { return t1 >= t0 ? T(1) : T(-1); }
+    FASTODE_HD index_t n_out() const { return n_eval > 0 ? n_eval : 1; }
+};
+
+/// Output arrays, one row per trajectory.
+template <class T>
+struct Results {
+    T* y = nullptr;                 // (N, n_out, dim)
+    T* t_final = nullptr;           // (N,) time reached
+    signed char* status = nullptr;  // (N,) a `Status`
+    index_t* n_steps = nullptr;     // (N,) attempted steps
+    index_t* n_accepted = nullptr;
+    index_t* n_rejected = nullptr;
+    index_t* n_rhs = nullptr;  // evaluations of f, or of grad V for symplectic methods
+};
+
+/// Bookkeeping of the W lanes of one block.
+template <class T, int W>
+struct LaneState {
+    int status[W];
+    bool active[W];
+    T t[W];
+    index_t n_steps[W], n_accepted[W], n_rejected[W], n_rhs[W];
+    index_t n_written[W];  // outputs stored so far
+
+    FASTODE_HD bool any_active() const {
+        bool any = false;
+        for (int l = 0; l < W; ++l) any = any || active[l];
+        return any;
+    }
+
+    FASTODE_HD void count_rhs(index_t evals) {
+        for (int l = 0; l < W; ++l) n_rhs[l] += active[l] ? evals : 0;
+    }
+
+    FASTODE_HD void fail(int l, int why) {
+        status[l] = why;
+        active[l] = false;
+    }
+};
+
+template <class T, int D, int W>
+FASTODE_HD FASTODE_INLINE bool lane_is_finite(const LaneVec<T, D, W>& y, int l) {
+    bool finite = true;
+    for (int i = 0; i < D; ++i) finite = finite && math::isfinite(y(i, l));
+    return finite;
+}
+
+template <class T, int D, int W>
+FASTODE_HD FASTODE_INLINE void copy_lane(LaneVec<T, D, W>& to, const LaneVec<T, D, W>& from,
+                                         int l) {
+    for (int i = 0; i < D; ++i) to(i, l) = from(i, l);
+}
+
+/// Loads y0 into the lanes and resets their bookkeeping. A trajectory whose
+/// initial state is not finite fails at once with NON_FINITE.
+template <class T, int D, int W>
+FASTODE_HD void start_block(const Problem<T>& prob, index_t first, int count,
+                            LaneVec<T, D, W>& y, LaneState<T, W>& st) {
+    for (int l = 0; l < W; ++l) {
+        const index_t n = lane_source(first, count, l);
+        for (int i = 0; i < D; ++i) y(i, l) = prob.y0[n * D + i];
+        st.status[l] = SUCCESS;
+        st.active[l] = true;
+        st.t[l] = prob.t0;
+        st.n_steps[l] = st.n_accepted[l] = st.n_rejected[l] = st.n_rhs[l] = 0;
+        st.n_written[l] = 0;
+        if (!lane_is_finite(y, l)) st.fail(l, NON_FINITE);
+    }
+}
+
+template <class T, int D>
+FASTODE_HD FASTODE_INLINE T* output_row(const Problem<T>& prob, const Results<T>& res,
+                                        index_t n, index_t j) {
+    return res.y + (n * prob.n_out() + j) * D;
+}
+
+/// Stores y0 at every requested time equal to t0.
+template <class T, int D, int W>
+FASTODE_HD void write_initial_outputs(const Problem<T>& prob, const Results<T>& res,
+                                      index_t first, int count,
+                                      const LaneVec<T, D, W>& y, LaneState<T, W>& st) {
+    for (int l = 0; l < count; ++l) {
+        index_t& j = st.n_written[l];
+        while (j < prob.n_eval && prob.t_eval[j] == prob.t0) {
+            T* out = output_row<T, D>(prob, res, first + l, j);
+            for (int i = 0; i < D; ++i) out[i] = y(i, l);
+            ++j;
+        }
+    }
+}
+
+/// True when output time t_out lies at or before t in the direction of travel.
+template <class T>
+FASTODE_HD FASTODE_INLINE bool reached(T t_out, T t, T direction) {
+    return direction * (t_out - t) <= T(0);
+}
+
+/// Stores the cubic Hermite interpolant on [ta, tb] of lane l at every pending
+/// output time up to tb. Its local error is O(dt^4), the order of the dense
+/// output of dopri5 and tsit5, and it is exact at both ends.
+template <class T, int D, int W>
+FASTODE_HD void write_outputs(const Problem<T>& prob, const Results<T>& res, index_t n,
+                              int l, T ta, T tb, const LaneVec<T, D, W>& ya,
+                              const LaneVec<T, D, W>& fa, const LaneVec<T, D, W>& yb,
+                              const LaneVec<T, D, W>& fb, index_t& j) {
+    const T h = tb - ta;
+    const T direction = prob.direction();
+    while (j < prob.n_eval && reached(prob.t_eval[j], tb, direction)) {
+        T* out = output_row<T, D>(prob, res, n, j);
+        if (prob.t_eval[j] == tb) {
+            for (int i = 0; i < D; ++i) out[i] = yb(i, l);
+        } else {
+            const T s = (prob.t_eval[j] - ta) / h;
+            const T s1 = T(1) - s;
+            const T h00 = (T(1) + T(2) * s) * s1 * s1;
+            const T h10 = s * s1 * s1 * h;
+            const T h01 = s * s * (T(3) - T(2) * s);
+            const T h11 = -s * s * s1 * h;
+            for (int i = 0; i < D; ++i) {
+                out[i] = h00 * ya(i, l) + h10 * fa(i, l) + h01 * yb(i, l) +
+                         h11 * fb(i, l);
+            }
+        }
+        ++j;
+    }
+}
+
+/// Copies the lanes' outcome into the results. Output times a failed
+/// trajectory never reached are NaN.
+template <class T, int D, int W>
+FASTODE_HD void finish_block(const Problem<T>& prob, const Results<T>& res, index_t first,
+                             int count, const LaneVec<T, D, W>& y,
+                             const LaneState<T, W>& st) {
+    for (int l = 0; l < count; ++l) {
+        const index_t n = first + l;
+        res.status[n] = static_cast<signed char>(st.status[l]);
+        res.t_final[n] = st.t[l];
+        res.n_steps[n] = st.n_steps[l];
+        res.n_accepted[n] = st.n_accepted[l];
+        res.n_rejected[n] = st.n_rejected[l];
+        res.n_rhs[n] = st.n_rhs[l];
+        if (prob.n_eval == 0) {
+            T* out = output_row<T, D>(prob, res, n, 0);
+            for (int i = 0; i < D; ++i) out[i] = y(i, l);
+            continue;
+        }
+        for (index_t j = st.n_written[l]; j < prob.n_eval; ++j) {
+            T* out = output_row<T, D>(prob, res, n, j);
+            for (int i = 0; i < D; ++i) out[i] = math::quiet_nan<T>();
+        }
+    }
+}
+
+// --- explicit Runge-Kutta stages ---------------------------------------------
+
+/// Evaluates stages 1 .. S-1 (k[0] = f(t, y) is given) and the new solution
+/// y1 = y + dt sum_j b_j k_j, each lane with its own t and dt.
+template <class Tab, class Lanes, class T, int D, int W>
+FASTODE_HD FASTODE_INLINE void rk_stages(const Lanes& lanes, const T* t, const T* dt,
+                                         const LaneVec<T, D, W>& y,
+                                         LaneVec<T, D, W>* k, LaneVec<T, D, W>& y1) {
+    T ts[W];
+    for (int s = 1; s < Tab::stages; ++s) {
+        // y_s = y + dt sum_{j<s} a_sj k_j
+        for (int i = 0; i < D; ++i) {
+            FASTODE_SIMD
+            for (int l = 0; l < W; ++l) {
+                T acc = T(0);
+                for (int j = 0; j < s; ++j) acc += T(Tab::a(s, j)) * k[j](i, l);
+                y1(i, l) = y(i, l) + dt[l] * acc;
+            }
+        }
+        FASTODE_SIMD
+        for (int l = 0; l < W; ++l) ts[l] = t[l] + T(Tab::c(s)) * dt[l];
+        lanes.rhs(ts, y1, k[s]);
+    }
+
+    for (int i = 0; i < D; ++i) {
+        FASTODE_SIMD
+        for (int l = 0; l < W; ++l) {
+            T acc = T(0);
+            for (int j = 0; j < Tab::stages; ++j) acc += T(Tab::b(j)) * k[j](i, l);
+            y1(i, l) = y(i, l) + dt[l] * acc;
+        }
+    }
+}
+
+/// RMS over components of err_i / (atol + rtol max(|y_i|, |y1_i|)), where
+/// err = dt sum_j b_err_j k_j is the embedded error estimate.
+template <class Tab, class T, int D, int W>
+FASTODE_HD FASTODE_INLINE void error_norm(const Problem<T>& prob, const T* dt,
+                                          const LaneVec<T, D, W>& y,
+                                          const LaneVec<T, D, W>* k,
+                                          const LaneVec<T, D, W>& y1, T* norm) {
+    FASTODE_SIMD
+    for (int l = 0; l < W; ++l) norm[l] = T(0);
+    for (int i = 0; i < D; ++i) {
+        FASTODE_SIMD
+        for (int l = 0; l < W; ++l) {
+            T err = T(0);
+            for (int j = 0; j < Tab::stages; ++j) err += T(Tab::b_err(j)) * k[j](i, l);
+            const T scale =
+                prob.atol + prob.rtol * math::max(math::fabs(y(i, l)), math::fabs(y1(i, l)));
+            const T ratio = dt[l] * err / scale;
+            norm[l] += ratio * ratio;
+        }
+    }
+    FASTODE_SIMD
+    for (int l = 0; l < W; ++l) norm[l] = math::sqrt(norm[l] / T(D));
+}
+
+// --- fixed step ----------------------------------------------------------------
+
+/// Number of steps of size |dt| that cover the span; the last one is shortened
+/// to end exactly at t1. A ratio within a few ulps of an integer is rounded to
+/// it, so 1 / 0.01 gives 100 steps and no sliver of a 101st.
+template <class T>
+FASTODE_HD index_t fixed_step_count(const Problem<T>& prob) {
+    const double span = math::fabs(double(prob.t1) - double(prob.t0));
+    if (span == 0.0) return 0;
+    const double ratio = span / math::fabs(double(prob.dt));
+    const double eps = sizeof(T) == 4 ? 1e-6 : 1e-12;
+    index_t n = index_t(ratio);
+    if (double(n) < ratio * (1.0 - eps)) ++n;
+    return n > 0 ? n : 1;
+}
+
+template <class T>
+FASTODE_HD FASTODE_INLINE T fixed_step_time(const Problem<T>& prob, index_t k, index_t n) {
+    if (k >= n) return prob.t1;
+    return prob.t0 + prob.direction() * T(k) * math::fabs(prob.dt);
+}
+
+/// One fixed step of an explicit Runge-Kutta method; k[0] ends as f(t, y).
+template <class Tab>
+struct RKStep {
+    static constexpr int evals = Tab::stages;
+
+    template <class Lanes, class T, int D, int W>
+    FASTODE_HD FASTODE_INLINE static void step(const Lanes& lanes, const T* t, const T* dt,
+                                               const LaneVec<T, D, W>& y,
+                                               LaneVec<T, D, W>& y1,
+                                               LaneVec<T, D, W>* k) {
+        lanes.rhs(t, y, k[0]);
+        rk_stages<Tab>(lanes, t, dt, y, k, y1);
+    }
+};
+
+/// One fixed step of a symplectic method for a separable Hamiltonian.
+template <class Method>
+struct SymplecticStep {
+    static constexpr int evals = Method::evals;
+
+    template <class Lanes, class T, int D, int W>
+    FASTODE_HD FASTODE_INLINE static void step(const Lanes& lanes, const T*, const T* dt,
+                                               const LaneVec<T, D, W>& y,
+                                               LaneVec<T, D, W>& y1, LaneVec<T, D, W>*) {
+        y1 = y;
+        symplectic_step<Method>(lanes, y1, dt[0]);
+    }
+};
+
+template <class Stepper>
+struct StageCount {
+    static constexpr int value = 1;
+};
+template <class Tab>
+struct StageCount<RKStep<Tab>> {
+    static constexpr int value = Tab::stages;
+};
+
+/// Advances a block with a fixed step: every lane shares the time grid
+/// t0 + k dt, so the lanes stay in lock step.
+template <class Stepper, class Sys, class T, int W>
+FASTODE_HD void fixed_block(const Sys& sys, const Problem<T>& prob, const Results<T>& res,
+                            index_t first, int count) {
+    constexpr int D = Sys::dim;
+    using Vec = LaneVec<T, D, W>;
+    typename Sys::template Lanes<W> lanes;
+    lanes.load(sys, first, count);
+
+    Vec y, y1, fa, fb;
+    Vec k[StageCount<Stepper>::value];
+    LaneState<T, W> st;
+    start_block(prob, first, count, y, st);
+    write_initial_outputs(prob, res, first, count, y, st);
+
+    const index_t n = fixed_step_count(prob);
+    // Every lane shares the grid, so one index tracks the next output time.
+    index_t next_out = st.n_written[0];
+    T t[W], dt[W];
+    for (index_t step = 0; step < n && st.any_active(); ++step) {
+        if (step >= prob.max_steps) {
+            for (int l = 0; l < W; ++l) {
+                if (st.active[l]) st.fail(l, MAX_STEPS);
+            }
+            break;
+        }
+
+        const T ta = fixed_step_time(prob, step, n);
+        const T tb = fixed_step_time(prob, step + 1, n);
+        for (int l = 0; l < W; ++l) {
+            t[l] = ta;
+            dt[l] = tb - ta;
+        }
+        Stepper::step(lanes, t, dt, y, y1, k);
+        st.count_rhs(Stepper::evals);
+
+        // Dense output needs f at both ends of the step.
+        if (next_out < prob.n_eval && reached(prob.t_eval[next_out], tb, prob.direction())) {
+            lanes.rhs(t, y, fa);
+            for (int l = 0; l < W; ++l) t[l] = tb;
+            lanes.rhs(t, y1, fb);
+            st.count_rhs(2);
+            for (int l = 0; l < count; ++l) {
+                if (st.active[l]) {
+                    write_outputs(prob, res, first + l, l, ta, tb, y, fa, y1, fb,
+                                  st.n_written[l]);
+                }
+            }
+            while (next_out < prob.n_eval && reached(prob.t_eval[next_out], tb, prob.direction())) {
+                ++next_out;
+            }
+        }
+
+        y = y1;
+        for (int l = 0; l < W; ++l) {
+            if (!st.active[l]) continue;
+            st.n_steps[l] += 1;
+            st.n_accepted[l] += 1;
+            st.t[l] = tb;
+            if (!lane_is_finite(y, l)) st.fail(l, NON_FINITE);
+        }
+    }
+    finish_block(prob, res, first, count, y, st);
+}
+
+// --- adaptive step -------------------------------------------------------------
+
+/// Initial step size of each lane, after Hairer, Norsett and Wanner, Solving
+/// Ordinary Differential Equations I (1993), Sec. II.4. Never exceeds the span,
+/// so the probing evaluation of f stays inside it. Uses one evaluation of f.
+template <class Tab, class Lanes, class T, int D, int W>
+FASTODE_HD void initial_step(const Lanes& lanes, const Problem<T>& prob,
+                             const LaneVec<T, D, W>& y, const LaneVec<T, D, W>& f0,
+                             LaneVec<T, D, W>& work_y, LaneVec<T, D, W>& work_f, T* dt) {
+    const T direction = prob.direction();
+    const T span = math::fabs(prob.t1 - prob.t0);
+    T d0[W], d1[W], h0[W], t[W];
+    for (int l = 0; l < W; ++l) {
+        T s0 = 0, s1 = 0;
+        for (int i = 0; i < D; ++i) {
+            const T scale = prob.atol + prob.rtol * math::fabs(y(i, l));
+            s0 += (y(i, l) / scale) * (y(i, l) / scale);
+            s1 += (f0(i, l) / scale) * (f0(i, l) / scale);
+        }
+        d0[l] = math::sqrt(s0 / T(D));
+        d1[l] = math::sqrt(s1 / T(D));
+        // Guard the ratio against a zero state or a zero derivative.
+        h0[l] = (d0[l] < T(1e-5) || d1[l] < T(1e-5)) ? T(1e-6) : T(0.01) * d0[l] / d1[l];
+        h0[l] = math::min(h0[l], span);
+        t[l] = prob.t0 + direction * h0[l];
+        for (int i = 0; i < D; ++i) work_y(i, l) = y(i, l) + direction * h0[l] * f0(i, l);
+    }
+    lanes.rhs(t, work_y, work_f);
+
+    const T exponent = T(1) / T(Tab::error_order + 1);
+    for (int l = 0; l < W; ++l) {
+        T s2 = 0;
+        for (int i = 0; i < D; ++i) {
+            const T scale = prob.atol + prob.rtol * math::fabs(y(i, l));
+            const T diff = (work_f(i, l) - f0(i, l)) / scale;
+            s2 += diff * diff;
+        }
+        const T d2 = math::sqrt(s2 / T(D)) / h0[l];
+        const T d12 = math::max(d1[l], d2);
+        const T h1 = d12 <= T(1e-15) ? math::max(T(1e-6), h0[l] * T(1e-3))
+                                      : math::pow(T(0.01) / d12, exponent);
+        T h = math::min(T(100) * h0[l], h1);
+        h = math::min(h, span);
+        // A non-finite probe leaves h NaN; the first step then fails cleanly.
+        dt[l] = direction * h;
+    }
+}
+
+/// Advances a block with an embedded pair: each lane has its own t and dt and
+/// leaves the loop when it reaches t1 or fails.
+template <class Tab, class Sys, class T, int W>
+FASTODE_HD void adaptive_block(const Sys& sys, const Problem<T>& prob,
+                               const Results<T>& res, index_t first, int count) {
+    static_assert(is_fsal<Tab>(), "dense output reuses the last stage as f(t1, y1)");
+    constexpr int D = Sys::dim;
+    constexpr int S = Tab::stages;
+    using Vec = LaneVec<T, D, W>;
+    typename Sys::template Lanes<W> lanes;
+    lanes.load(sys, first, count);
+
+    Vec y, y1;
+    Vec k[S];
+    LaneState<T, W> st;
+    start_block(prob, first, count, y, st);
+    write_initial_outputs(prob, res, first, count, y, st);
+    const T direction = prob.direction();
+    for (int l = 0; l < W; ++l) st.active[l] = st.active[l] && prob.t1 != prob.t0;
+    if (!st.any_active()) {
+        finish_block(prob, res, first, count, y, st);
+        return;
+    }
+
+    T dt[W], dt_try[W], norm[W];
+    ControllerState<T> ctrl[W];
+    bool last_non_finite[W];
+    lanes.rhs(st.t, y, k[0]);
+    st.count_rhs(1);
+    if (prob.dt > T(0)) {
+        for (int l = 0; l < W; ++l) dt[l] = direction * math::min(prob.dt, math::fabs(prob.t1 - prob.t0));
+    } else {
+        initial_step<Tab>(lanes, prob, y, k[0], y1, k[1], dt);
+        st.count_rhs(1);
+    }
+    for (int l = 0; l < W; ++l) last_non_finite[l] = false;
+
+    while (st.any_active()) {
+        // Clip the step so that no stage is evaluated past t1.
+        for (int l = 0; l < W; ++l) {
+            const bool past = direction * (st.t[l] + dt[l] - prob.t1) >= T(0);
+            dt_try[l] = past ? prob.t1 - st.t[l] : dt[l];
+        }
+        rk_stages<Tab>(lanes, st.t, dt_try, y, k, y1);
+        st.count_rhs(S - 1);
+        error_norm<Tab>(prob, dt_try, y, k, y1, norm);
+
+        for (int l = 0; l < W; ++l) {
+            if (!st.active[l]) continue;
+            st.n_steps[l] += 1;
+            const bool finite = math::isfinite(norm[l]) && lane_is_finite(y1, l);
+            last_non_finite[l] = !finite;
+            T factor;
+            if (finite && norm[l] <= T(1)) {
+                const bool at_end = direction * (st.t[l] + dt[l] - prob.t1) >= T(0);
+                const T t_new = at_end ? prob.t1 : st.t[l] + dt_try[l];
+                if (l < count) {
+                    write_outputs(prob, res, first + l, l, st.t[l], t_new, y, k[0], y1,
+                                  k[S - 1], st.n_written[l]);
+                }
+                copy_lane(y, y1, l);
+                copy_lane(k[0], k[S - 1], l);
+                st.t[l] = t_new;
+                st.n_accepted[l] += 1;
+                factor = step_factor(norm[l], Tab::error_order, prob.controller, ctrl[l]);
+                ctrl[l].rejected_last = false;
+                ctrl[l].err_prev = math::max(norm[l], T(ERR_PREV_MIN));
+                if (at_end) {
+                    st.active[l] = false;
+                    continue;
+                }
+            } else {
+                st.n_rejected[l] += 1;
+                factor = finite ? step_factor(norm[l], Tab::error_order, prob.controller,
+                                              ctrl[l])
+                                : T(FACTOR_MIN);
+                factor = math::min(factor, T(1));
+                ctrl[l].rejected_last = true;
+            }
+            dt[l] = dt_try[l] * factor;
+
+            if (!(math::fabs(dt[l]) >= min_step(st.t[l], direction))) {
+                st.fail(l, last_non_finite[l] ? NON_FINITE : STEP_TOO_SMALL);
+            } else if (st.n_steps[l] >= prob.max_steps) {
+                st.fail(l, MAX_STEPS);
+            }
+        }
+    }
+    finish_block(prob, res, first, count, y, st);
+}
+
+}  // namespace fastode

@@ -1,0 +1,189 @@
+"""Checks on the arguments of `fastode.solve`, each raising a message that
+names the argument, the value received and what is accepted."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+#: Every method and its kind. Coefficients live in the C++ headers.
+METHODS = {
+    "euler": "fixed",
+    "midpoint": "fixed",
+    "heun": "fixed",
+    "rk4": "fixed",
+    "bs3": "adaptive",
+    "dopri5": "adaptive",
+    "tsit5": "adaptive",
+    "symplectic_euler": "symplectic",
+    "verlet": "symplectic",
+    "yoshida4": "symplectic",
+    "yoshida6": "symplectic",
+}
+
+CONTROLLERS = {"i": 0, "pi": 1}
+
+BACKENDS = ("auto", "cpp", "numba", "numba-cuda", "cupy")
+
+DTYPES = {np.dtype(np.float32), np.dtype(np.float64)}
+
+
+def check_method(method, system) -> str:
+    if method not in METHODS:
+        msg = f"method must be one of {sorted(METHODS)}, got {method!r}"
+        raise ValueError(msg)
+    if METHODS[method] == "symplectic" and not system.separable:
+        msg = (
+            f"method={method!r} needs a separable Hamiltonian system "
+            f"(fastode.Hamiltonian), got {type(system).__name__}; "
+            "use rk4 or an adaptive method instead"
+        )
+        raise ValueError(msg)
+    return method
+
+
+def check_dtype(dtype, y0) -> np.dtype:
+    if dtype is None:
+        kind = np.asarray(y0).dtype
+        return np.dtype(np.float32) if kind == np.float32 else np.dtype(np.float64)
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in DTYPES:
+        msg = f"dtype must be float32 or float64, got {dtype!r}"
+        raise ValueError(msg)
+    return resolved
+
+
+def check_y0(y0, dim: int, dtype: np.dtype) -> tuple[np.ndarray, bool]:
+    """Return y0 as a C-contiguous (N, dim) array and whether it was 1-D."""
+    array = np.asarray(y0)
+    if array.dtype.kind == "c":
+        msg = (
+            f"y0 is complex ({array.dtype}); fastode integrates real states only. "
+            "Split z into real and imaginary parts, a state of twice the size"
+        )
+        raise TypeError(msg)
+    if array.dtype.kind not in "iuf":
+        msg = f"y0 must contain real numbers, got dtype {array.dtype}"
+        raise TypeError(msg)
+    single = array.ndim == 1
+    if single:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != dim:
+        msg = (
+            f"y0 has shape {np.shape(y0)}; this system has {dim} state components, "
+            f"so y0 must have shape ({dim},) or (N, {dim})"
+        )
+        raise ValueError(msg)
+    return np.ascontiguousarray(array, dtype=dtype), single
+
+
+def _real_scalar(name, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        msg = f"{name} must be a real number, got {value!r}"
+        raise TypeError(msg)
+    return float(value)
+
+
+def check_t_span(t_span) -> tuple[float, float]:
+    try:
+        values = list(t_span)
+    except TypeError:
+        values = None
+    if values is None or len(values) != 2:
+        msg = f"t_span must be a pair (t0, t1), got {t_span!r}"
+        raise ValueError(msg)
+    t0, t1 = (_real_scalar("t_span", v) for v in values)
+    if not (np.isfinite(t0) and np.isfinite(t1)):
+        msg = f"t_span must be finite, got {t_span!r}"
+        raise ValueError(msg)
+    return t0, t1
+
+
+def check_t_eval(t_eval, t0: float, t1: float, dtype: np.dtype) -> np.ndarray | None:
+    if t_eval is None:
+        return None
+    array = np.asarray(t_eval)
+    if array.dtype.kind not in "iuf":
+        msg = f"t_eval must contain real numbers, got dtype {array.dtype}"
+        raise TypeError(msg)
+    array = array.astype(np.float64)
+    if array.ndim != 1:
+        msg = f"t_eval must be 1-D, got shape {array.shape}"
+        raise ValueError(msg)
+    if not np.all(np.isfinite(array)):
+        msg = "t_eval must be finite; it contains NaN or infinity"
+        raise ValueError(msg)
+    low, high = min(t0, t1), max(t0, t1)
+    outside = (array < low) | (array > high)
+    if np.any(outside):
+        msg = (
+            f"t_eval must lie within t_span ({t0}, {t1}); "
+            f"{array[outside][0]!r} is outside"
+        )
+        raise ValueError(msg)
+    steps = np.diff(array)
+    direction = "increasing" if t1 >= t0 else "decreasing"
+    if (t1 >= t0 and np.any(steps < 0)) or (t1 < t0 and np.any(steps > 0)):
+        msg = (
+            f"t_eval must be sorted in the direction of integration ({direction} "
+            f"for t_span ({t0}, {t1}))"
+        )
+        raise ValueError(msg)
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def check_tolerances(rtol, atol, dtype: np.dtype) -> tuple[float, float]:
+    rtol = _real_scalar("rtol", rtol)
+    atol = _real_scalar("atol", atol)
+    if not (np.isfinite(rtol) and rtol >= 0):
+        msg = f"rtol must be a finite number >= 0, got {rtol!r}"
+        raise ValueError(msg)
+    if not (np.isfinite(atol) and atol >= 0):
+        msg = f"atol must be a finite number >= 0, got {atol!r}"
+        raise ValueError(msg)
+    floor = 100 * float(np.finfo(dtype).eps)
+    if rtol < floor:
+        warnings.warn(
+            f"rtol={rtol!r} is below 100 * machine epsilon of {dtype}; using {floor!r}",
+            UserWarning,
+            stacklevel=3,
+        )
+        rtol = floor
+    if atol == 0 and rtol == 0:
+        msg = "rtol and atol cannot both be 0"
+        raise ValueError(msg)
+    return rtol, atol
+
+
+def check_dt(dt, kind: str, method: str) -> float:
+    """Return the step magnitude (0 when an adaptive method picks its own)."""
+    if dt is None:
+        if kind == "adaptive":
+            return 0.0
+        msg = f"method={method!r} uses a fixed step: pass dt > 0"
+        raise ValueError(msg)
+    dt = _real_scalar("dt", dt)
+    if not (np.isfinite(dt) and dt > 0):
+        msg = f"dt must be a finite number > 0, got {dt!r}"
+        raise ValueError(msg)
+    return dt
+
+
+def check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        msg = f"{name} must be an integer >= 1, got {value!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def check_controller(controller) -> int:
+    key = controller.lower() if isinstance(controller, str) else controller
+    if key not in CONTROLLERS:
+        msg = f"controller must be 'i' or 'pi', got {controller!r}"
+        raise ValueError(msg)
+    return CONTROLLERS[key]
