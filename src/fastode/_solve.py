@@ -106,7 +106,7 @@ def solve(
     y0, single = check.check_y0(y0, system.dim, dtype)
     t0, t1 = check.check_t_span(t_span)
     t_eval = check.check_t_eval(t_eval, t0, t1, dtype)
-    rtol, atol = check.check_tolerances(rtol, atol, dtype)
+    rtol, atol = check.check_tolerances(rtol, atol, dtype, kind)
     dt = check.check_dt(dt, kind, method)
     max_steps = check.check_positive_int("max_steps", max_steps)
     controller_code = check.check_controller(controller)

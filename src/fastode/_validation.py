@@ -137,7 +137,11 @@ def check_t_eval(t_eval, t0: float, t1: float, dtype: np.dtype) -> np.ndarray | 
     return np.ascontiguousarray(array, dtype=dtype)
 
 
-def check_tolerances(rtol, atol, dtype: np.dtype) -> tuple[float, float]:
+def check_tolerances(rtol, atol, dtype: np.dtype, kind: str = "adaptive") -> tuple[float, float]:
+    """Return (rtol, atol) as floats, raising rtol to 100 machine epsilon.
+
+    Only adaptive methods use the tolerances, so only they warn about the floor.
+    """
     rtol = _real_scalar("rtol", rtol)
     atol = _real_scalar("atol", atol)
     if not (np.isfinite(rtol) and rtol >= 0):
@@ -147,7 +151,7 @@ def check_tolerances(rtol, atol, dtype: np.dtype) -> tuple[float, float]:
         msg = f"atol must be a finite number >= 0, got {atol!r}"
         raise ValueError(msg)
     floor = 100 * float(np.finfo(dtype).eps)
-    if rtol < floor:
+    if kind == "adaptive" and rtol < floor:
         warnings.warn(
             f"rtol={rtol!r} is below 100 * machine epsilon of {dtype}; using {floor!r}",
             UserWarning,
