@@ -123,7 +123,7 @@ def check_t_eval(t_eval, t0: float, t1: float, dtype: np.dtype) -> np.ndarray | 
     if np.any(outside):
         msg = (
             f"t_eval must lie within t_span ({t0}, {t1}); "
-            f"{array[outside][0]!r} is outside"
+            f"{float(array[outside][0])!r} is outside"
         )
         raise ValueError(msg)
     steps = np.diff(array)
