@@ -1,0 +1,177 @@
+"""The ``fastode`` command line: ``fastode demo`` and ``fastode info``.
+
+Also runs as ``python -m fastode``. Library code never prints, so all output
+of the package goes through this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+from . import __version__, _core
+from ._demo import ATOL, DT, RTOL, T1, CaseResult, run_cases
+from ._systems import POTENTIALS
+from ._validation import METHODS
+
+#: Smallest --n: the damped oscillator needs one trajectory per regime.
+MIN_TRAJECTORIES = 3
+
+#: Column layout of the demo table.
+ROW = "{:<46} {:<9} {:>13} {:>10} {:>10} {:>8}"
+
+
+def _trajectory_count(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = None
+    if value is None or value < MIN_TRAJECTORIES:
+        msg = f"expected an integer >= {MIN_TRAJECTORIES}, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _thread_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        msg = f"expected an integer >= 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser of the ``fastode`` command and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="fastode",
+        description="Batched ODE integration for millions of trajectories.",
+    )
+    parser.add_argument("--version", action="version", version=f"fastode {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="integrate ODEs with closed forms and print error and speed",
+        description=(
+            "Integrate batches of ODEs from deep learning that have closed-form "
+            "solutions, over t in [0, 10], and print for each the maximum "
+            "absolute error of the final state against the closed form, the "
+            "trajectory-steps per second and the wall time of the solve call."
+        ),
+    )
+    demo.add_argument(
+        "--n",
+        type=_trajectory_count,
+        default=1_000_000,
+        help=(
+            "trajectories per case (default 1000000); the damped oscillator "
+            f"splits them over its three regimes, so at least {MIN_TRAJECTORIES}"
+        ),
+    )
+    demo.add_argument(
+        "--threads",
+        type=_thread_count,
+        default=None,
+        help="OpenMP threads of each solve (default: OMP_NUM_THREADS or all cores)",
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the random initial states and parameters (default 0)",
+    )
+    demo.set_defaults(handler=_run_demo)
+
+    info = commands.add_parser(
+        "info",
+        help="show the version, threads, methods, systems and optional backends",
+        description=(
+            "Print the fastode version, the OpenMP threads available, the "
+            "methods and systems, and whether numba and cupy import."
+        ),
+    )
+    info.set_defaults(handler=_run_info)
+    return parser
+
+
+def _print_row(result: CaseResult) -> None:
+    print(
+        ROW.format(
+            result.name,
+            result.method,
+            f"{result.n:,}",
+            f"{result.max_error:.2e}",
+            f"{result.steps_per_second:.2e}",
+            f"{result.wall:.2f}",
+        )
+    )
+    if result.note:
+        print(f"    {result.note}")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    threads = args.threads if args.threads is not None else _core.max_threads()
+    print(
+        f"fastode {__version__} demo: {args.n:,} trajectories per case, "
+        f"t in [0, {T1:g}], {threads} OpenMP threads"
+    )
+    print(
+        f"adaptive methods: rtol {RTOL:g}, atol {ATOL:g}; "
+        f"fixed-step and symplectic methods: dt {DT:g}"
+    )
+    print(
+        ROW.format("case", "method", "trajectories", "max error", "steps/s", "wall s")
+    )
+    start = time.perf_counter()
+    for result in run_cases(args.n, threads=threads, seed=args.seed):
+        _print_row(result)
+        sys.stdout.flush()
+    print(
+        "max error: largest absolute difference of the final state from the "
+        "closed form; steps/s: trajectory-steps per second of the solve call."
+    )
+    print(f"total wall time {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _import_status(name: str) -> str:
+    try:
+        module = importlib.import_module(name)
+    # Any failure while importing (missing package, missing CUDA driver or
+    # library) means the backend is unusable; report it instead of failing.
+    except Exception as error:  # noqa: BLE001
+        return f"not available ({type(error).__name__}: {error})"
+    return f"{getattr(module, '__version__', 'unknown version')} (imports)"
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    print(f"fastode {__version__}")
+    print(f"OpenMP threads: {_core.max_threads()}")
+    print("methods:")
+    for kind in ("fixed", "adaptive", "symplectic"):
+        names = [name for name, k in METHODS.items() if k == kind]
+        print(f"  {kind:<11} {', '.join(names)}")
+    print("systems:")
+    print("  Linear       dy/dt = A y + b, 1 <= d <= 8 on the C++ core")
+    print("  Oscillator   x'' + b x' + k x = force cos(omega t)")
+    print("  Lorenz       sigma, rho, beta")
+    print(f"  Hamiltonian  separable; potentials {', '.join(POTENTIALS)}")
+    print("backends: cpp (built)")
+    print(f"numba: {_import_status('numba')}")
+    print(f"cupy: {_import_status('cupy')}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``fastode`` command line with ``argv`` and return the exit code."""
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
