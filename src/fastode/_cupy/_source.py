@@ -1,0 +1,272 @@
+"""CUDA C++ source of the GPU kernels, generated from the shipped headers.
+
+Each kernel is one ``extern "C" __global__`` function per (method, system,
+dtype). It includes ``fastode/integrate.hpp`` and ``fastode/systems.hpp`` and
+calls the same driver as the C++ core, ``fixed_block`` or ``adaptive_block``,
+with one lane (W = 1): thread ``i`` integrates trajectory ``i``. No
+coefficient is written here; the tableaus come from the headers.
+
+This module needs neither CuPy nor a GPU, so the NVRTC compile test and the
+runtime path share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._validation import METHODS
+
+__all__ = [
+    "KernelSpec",
+    "all_kernel_specs",
+    "compile_options",
+    "include_dir",
+    "kernel_source",
+    "system_key",
+]
+
+DTYPES = ("float32", "float64")
+_CTYPE = {"float32": "float", "float64": "double"}
+
+#: C++ driver call of each method: (driver, stepper or tableau type).
+_DRIVERS = {
+    "euler": ("fixed_block", "fastode::RKStep<fastode::Euler>"),
+    "midpoint": ("fixed_block", "fastode::RKStep<fastode::Midpoint>"),
+    "heun": ("fixed_block", "fastode::RKStep<fastode::Heun>"),
+    "rk4": ("fixed_block", "fastode::RKStep<fastode::RK4>"),
+    "bs3": ("adaptive_block", "fastode::BS3"),
+    "dopri5": ("adaptive_block", "fastode::Dopri5"),
+    "tsit5": ("adaptive_block", "fastode::Tsit5"),
+    "symplectic_euler": (
+        "fixed_block",
+        "fastode::SymplecticStep<fastode::SymplecticEuler>",
+    ),
+    "verlet": ("fixed_block", "fastode::SymplecticStep<fastode::Verlet>"),
+    "yoshida4": ("fixed_block", "fastode::SymplecticStep<fastode::Yoshida4>"),
+    "yoshida6": ("fixed_block", "fastode::SymplecticStep<fastode::Yoshida6>"),
+}
+
+#: Largest d of `Linear` with a compiled kernel, as in the C++ core.
+MAX_LINEAR_DIM = 8
+
+_POTENTIALS = {
+    "harmonic": "HarmonicPotential",
+    "pendulum": "PendulumPotential",
+    "kepler": "KeplerPotential",
+    "henon_heiles": "HenonHeilesPotential",
+}
+
+
+@dataclass(frozen=True)
+class SystemLayout:
+    """How one built-in system appears in a kernel.
+
+    ``cpp_type`` is a format string with ``{T}`` for the scalar type, and
+    ``params`` names the `Param` members in the order the kernel takes them.
+    """
+
+    cpp_type: str
+    params: tuple[str, ...]
+    separable: bool = False
+
+
+def _layouts() -> dict[str, SystemLayout]:
+    layouts = {
+        "oscillator": SystemLayout(
+            "fastode::Oscillator<{T}>", ("k", "b", "force", "omega")
+        ),
+        "lorenz": SystemLayout("fastode::Lorenz<{T}>", ("sigma", "rho", "beta")),
+    }
+    for d in range(1, MAX_LINEAR_DIM + 1):
+        layouts[f"linear{d}"] = SystemLayout(f"fastode::Linear<{{T}}, {d}>", ("A", "b"))
+    for name, potential in _POTENTIALS.items():
+        cpp = f"fastode::Hamiltonian<{{T}}, fastode::{potential}<{{T}}>>"
+        layouts[f"hamiltonian_{name}"] = SystemLayout(
+            cpp, ("k", "mass"), separable=True
+        )
+    return layouts
+
+
+#: Every system key with a kernel, e.g. ``lorenz``, ``linear3``, ``hamiltonian_kepler``.
+LAYOUTS = _layouts()
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One kernel variant: a method, a system key and a dtype name."""
+
+    method: str
+    system: str
+    dtype: str
+
+    @property
+    def name(self) -> str:
+        """The kernel's C symbol, e.g. ``fastode_rk4_lorenz_float64``."""
+        return f"fastode_{self.method}_{self.system}_{self.dtype}"
+
+
+def system_key(system) -> str:
+    """Return the kernel key of a fastode system instance.
+
+    Raises
+    ------
+    ValueError
+        For a `Linear` system with d above `MAX_LINEAR_DIM`.
+    TypeError
+        For a system type that has no GPU kernel.
+    """
+    kind = type(system).__name__
+    if kind == "Linear":
+        if not 1 <= system.dim <= MAX_LINEAR_DIM:
+            msg = (
+                f"Linear has d = {system.dim}; the cupy backend compiles "
+                f"1 <= d <= {MAX_LINEAR_DIM}"
+            )
+            raise ValueError(msg)
+        return f"linear{system.dim}"
+    if kind == "Hamiltonian":
+        return f"hamiltonian_{system.potential}"
+    if kind in ("Oscillator", "Lorenz"):
+        return kind.lower()
+    msg = (
+        f"backend='cupy' supports Linear, Oscillator, Lorenz and Hamiltonian, "
+        f"got {kind}"
+    )
+    raise TypeError(msg)
+
+
+def all_kernel_specs(dtypes=DTYPES) -> list[KernelSpec]:
+    """Every (method, system, dtype) variant the GPU path can launch."""
+    specs = []
+    for dtype in dtypes:
+        for key, layout in LAYOUTS.items():
+            for method, kind in METHODS.items():
+                if kind == "symplectic" and not layout.separable:
+                    continue
+                specs.append(KernelSpec(method, key, dtype))
+    return specs
+
+
+def include_dir() -> Path:
+    """Return the folder that contains ``fastode/integrate.hpp``.
+
+    An installed wheel ships the headers in ``fastode/include``; a source
+    checkout (``PYTHONPATH=src``) has them in ``cpp/include``.
+    """
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "include", package.parent.parent / "cpp" / "include"):
+        if (candidate / "fastode" / "integrate.hpp").is_file():
+            return candidate
+    msg = (
+        f"the fastode C++ headers were not found in {package / 'include'} or in "
+        "cpp/include of a source checkout; reinstall fastode"
+    )
+    raise FileNotFoundError(msg)
+
+
+def compile_options(headers: Path | None = None) -> tuple[str, ...]:
+    """NVRTC options shared by the runtime path and the compile test."""
+    headers = include_dir() if headers is None else headers
+    return ("-std=c++17", f"-I{headers}")
+
+
+# Parameters every kernel takes before the system's own, in launch order.
+_COMMON_PARAMS = """\
+    const {T}* __restrict__ y0, const {T}* __restrict__ t_eval, long long n_eval,
+    long long n, {T} t0, {T} t1, {T} dt, {T} rtol, {T} atol, long long max_steps,
+    int controller, {T}* __restrict__ y, {T}* __restrict__ t_final,
+    signed char* __restrict__ status, long long* __restrict__ n_steps,
+    long long* __restrict__ n_accepted, long long* __restrict__ n_rejected,
+    long long* __restrict__ n_rhs"""
+
+_PREAMBLE = """\
+#include "fastode/integrate.hpp"
+#include "fastode/systems.hpp"
+
+namespace fastode_gpu {
+
+template <class T>
+__device__ __forceinline__ fastode::Problem<T> make_problem(
+    const T* y0, const T* t_eval, long long n_eval, T t0, T t1, T dt, T rtol,
+    T atol, long long max_steps, int controller) {
+    fastode::Problem<T> prob;
+    prob.t0 = t0;
+    prob.t1 = t1;
+    prob.dt = dt;
+    prob.rtol = rtol;
+    prob.atol = atol;
+    prob.max_steps = max_steps;
+    prob.controller = controller;
+    prob.t_eval = t_eval;
+    prob.n_eval = n_eval;
+    prob.y0 = y0;
+    return prob;
+}
+
+template <class T>
+__device__ __forceinline__ fastode::Results<T> make_results(
+    T* y, T* t_final, signed char* status, long long* n_steps,
+    long long* n_accepted, long long* n_rejected, long long* n_rhs) {
+    fastode::Results<T> res;
+    res.y = y;
+    res.t_final = t_final;
+    res.status = status;
+    res.n_steps = n_steps;
+    res.n_accepted = n_accepted;
+    res.n_rejected = n_rejected;
+    res.n_rhs = n_rhs;
+    return res;
+}
+
+template <class T>
+__device__ __forceinline__ fastode::Param<T> make_param(const T* data, long long stride) {
+    fastode::Param<T> p;
+    p.data = data;
+    p.stride = stride;
+    return p;
+}
+
+}  // namespace fastode_gpu
+"""
+
+
+def _kernel(spec: KernelSpec) -> str:
+    ctype = _CTYPE[spec.dtype]
+    layout = LAYOUTS[spec.system]
+    sys_type = layout.cpp_type.format(T=ctype)
+    driver, stepper = _DRIVERS[spec.method]
+
+    params = [_COMMON_PARAMS.format(T=ctype)]
+    for name in layout.params:
+        params.append(f"    const {ctype}* {name}, long long {name}_stride")
+    if spec.system.startswith("linear"):
+        params.append("    int has_b")
+    members = [
+        f"    sys.{name} = fastode_gpu::make_param({name}, {name}_stride);"
+        for name in layout.params
+    ]
+    if spec.system.startswith("linear"):
+        members.append("    sys.has_b = has_b != 0;")
+
+    # One thread per trajectory; a W = 1 block is exactly one trajectory.
+    body = [
+        f'extern "C" __global__ void {spec.name}(',
+        ",\n".join(params) + ") {",
+        "    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;",
+        "    if (i >= n) return;",
+        f"    {sys_type} sys;",
+        *members,
+        f"    const auto prob = fastode_gpu::make_problem<{ctype}>(",
+        "        y0, t_eval, n_eval, t0, t1, dt, rtol, atol, max_steps, controller);",
+        f"    const auto res = fastode_gpu::make_results<{ctype}>(",
+        "        y, t_final, status, n_steps, n_accepted, n_rejected, n_rhs);",
+        f"    fastode::{driver}<{stepper}, {sys_type}, {ctype}, 1>(sys, prob, res, i, 1);",
+        "}",
+    ]
+    return "\n".join(body) + "\n"
+
+
+def kernel_source(specs) -> str:
+    """CUDA C++ source that defines the kernel of every spec in ``specs``."""
+    return _PREAMBLE + "\n" + "\n".join(_kernel(spec) for spec in specs)
