@@ -1,7 +1,7 @@
-"""Small inputs that ODE solvers often get wrong, with their right answers.
+"""Small inputs that ODE solvers often get wrong, with their exact results.
 
 Cases that need a user-written right-hand side (f evaluated outside the
-span, f = t, a complex f) belong to the Numba tests; here every f is a
+span, f = t, a complex f) belong to the Numba tests. Here every f is a
 built-in system.
 """
 
@@ -157,6 +157,10 @@ def test_non_finite_rows_do_not_poison_batch(run):
                                 Status.NON_FINITE, Status.NON_FINITE]
     np.testing.assert_allclose(sol.y[0, 0], 0.36787944117144233, rtol=1e-7)
     np.testing.assert_allclose(sol.y[2, 0], 0.1353352832366127, rtol=1e-7)
+    # A non-finite initial state fails before the first step.
+    for row in (3, 4):
+        assert sol.stats["n_steps"][row] == 0
+        assert sol.t_final[row] == 0.0
     for row in (0, 2):
         alone = fastode.solve(fastode.Linear(A[row]), E6_Y0[row], (0.0, 1.0), **E6_RUNS[run])
         assert np.array_equal(sol.y[row], alone.y)
@@ -214,7 +218,7 @@ def test_complex_y0_raises_type_error():
 
 
 def test_complex_matrix_raises_type_error():
-    """A real y0 with a complex right-hand side must not return a real answer."""
+    """A real y0 with a complex right-hand side must not return a real result."""
     with pytest.raises(TypeError, match="A"):
         fastode.Linear([[-1j]])
 
@@ -269,3 +273,40 @@ def test_empty_batch(t_eval, method):
     for name in STATS:
         assert sol.stats[name].shape == (0,), name
     assert sol.success
+
+
+@pytest.mark.parametrize("n", [1, 7, 9, 17, 33])
+def test_partial_simd_block(n):
+    """Batch sizes that leave a SIMD block part-filled give correct rows."""
+    y0 = np.linspace(1.0, 2.0, n)[:, None]
+    sol = fastode.solve(fastode.Linear([[-1.0]]), y0, (0.0, 1.0), rtol=1e-10, atol=1e-12)
+    assert sol.success
+    np.testing.assert_allclose(sol.y, y0 * np.exp(-1.0), rtol=1e-9)
+
+
+# --- other small cases ------------------------------------------------------------
+
+
+def test_first_step_larger_than_span():
+    """A first step dt beyond the span is clipped to it, not taken as given."""
+    sol = fastode.solve(fastode.Linear([[-1.0]]), [1.0], (0.0, 1.0), dt=5.0, rtol=1e-10, atol=1e-12)
+    assert sol.status == Status.SUCCESS
+    np.testing.assert_allclose(sol.y, [np.exp(-1.0)], rtol=1e-9)
+
+
+def test_repeated_output_times():
+    t_eval = [0.0, 0.5, 0.5, 1.0, 1.0]
+    sol = fastode.solve(fastode.Linear([[-1.0]]), [1.0], (0.0, 1.0), t_eval=t_eval, rtol=1e-10, atol=1e-12)
+    assert np.array_equal(sol.t, t_eval)
+    assert sol.y[1, 0] == sol.y[2, 0]
+    assert sol.y[3, 0] == sol.y[4, 0]
+    np.testing.assert_allclose(sol.y[:, 0], np.exp(-np.array(t_eval)), rtol=1e-8)
+
+
+def test_kepler_collision_stops_at_singularity():
+    """Released at rest at r = 1 with G M = 1, a body reaches r = 0 at
+    t = pi / (2 sqrt(2)); the step size collapses there and the run stops."""
+    system = fastode.Hamiltonian("kepler")
+    sol = fastode.solve(system, [1.0, 0.0, 0.0, 0.0], (0.0, 3.0), rtol=1e-10, atol=1e-12)
+    assert sol.status in (Status.STEP_TOO_SMALL, Status.NON_FINITE)
+    assert sol.t_final == pytest.approx(np.pi / (2 * np.sqrt(2)), abs=1e-5)

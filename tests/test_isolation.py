@@ -44,24 +44,24 @@ def assert_rows_equal(sol, other, rows, other_rows=None):
         assert np.array_equal(sol.stats[name][rows], other.stats[name][other_rows]), name
 
 
-def poisoned(k, y0, how):
+def poisoned(k, y0, kind):
     k, y0 = k.copy(), y0.copy()
-    if how == "huge_k":
+    if kind == "huge_k":
         k[BAD] = -1e300
-    elif how == "nan_y0":
+    elif kind == "nan_y0":
         y0[BAD, 0] = np.nan
     else:
         y0[BAD, 1] = np.inf
     return k, y0
 
 
-@pytest.mark.parametrize("how", ["huge_k", "nan_y0", "inf_y0"])
+@pytest.mark.parametrize("kind", ["huge_k", "nan_y0", "inf_y0"])
 @pytest.mark.parametrize("run", RUNS)
-def test_one_divergent_row_leaves_others_unchanged(run, how):
+def test_one_divergent_row_leaves_others_unchanged(run, kind):
     k, b, y0 = oscillator_batch()
     t_eval = np.linspace(0.0, 5.0, 11)
     clean = solve_batch(k, b, y0, t_eval, **RUNS[run])
-    bad_k, bad_y0 = poisoned(k, y0, how)
+    bad_k, bad_y0 = poisoned(k, y0, kind)
     sol = solve_batch(bad_k, b, bad_y0, t_eval, **RUNS[run])
 
     assert sol.status[BAD] == Status.NON_FINITE
@@ -99,9 +99,9 @@ def test_threads_do_not_change_results(run):
     k, b, y0 = oscillator_batch()
     k, y0 = poisoned(k, y0, "huge_k")
     t_eval = np.linspace(0.0, 5.0, 11)
-    one = solve_batch(k, b, y0, t_eval, threads=1, **RUNS[run])
-    two = solve_batch(k, b, y0, t_eval, threads=2, **RUNS[run])
-    assert_rows_equal(one, two, np.arange(N))
+    serial = solve_batch(k, b, y0, t_eval, threads=1, **RUNS[run])
+    parallel = solve_batch(k, b, y0, t_eval, threads=2, **RUNS[run])
+    assert_rows_equal(serial, parallel, np.arange(N))
 
 
 def test_max_steps_row_leaves_others_unchanged():

@@ -173,9 +173,9 @@ def test_fixed_step_counts():
 
 # --- adaptive methods -----------------------------------------------------------
 
-# bs3 controls a second-order error estimate of a third-order solution, and its
-# global error on this problem is about 15 tolerance units (scipy's RK23, the
-# same pair, reaches the same figure); the fifth-order pairs stay near 2.
+# bs3 steers a third-order solution by a second-order error estimate. Its global
+# error on this problem is about 15 tolerance units, as is that of scipy's RK23,
+# the same pair. The fifth-order pairs stay near 2.
 ADAPTIVE_BOUND = {"bs3": 20.0, "dopri5": 5.0, "tsit5": 5.0}
 TOLERANCES = (1e-4, 1e-6, 1e-8, 1e-10)
 

@@ -9,9 +9,9 @@ from scipy.linalg import expm
 import fastode
 
 TIGHT = {"rtol": 1e-12, "atol": 1e-12}
-# States at t_eval come from the dense output, whose own accuracy against the
-# tolerance is checked in test_methods; here they only need to show the system
-# is right, so they are compared at 1e-9 while final states are compared at 1e-10.
+# States at t_eval come from the dense output, which test_methods checks against
+# the tolerance. Here they only show that the system is right, so they are
+# compared at 1e-9, and final states at 1e-10.
 DENSE_ATOL = 1e-9
 
 

@@ -162,9 +162,18 @@ def test_tolerance_not_a_number(name):
 
 
 def test_tolerances_both_zero():
-    # rtol = 0 is raised to the floor first, with a warning.
+    with pytest.raises(ValueError, match="rtol and atol cannot both be 0"):
+        fastode.solve(decay(), [1.0], (0.0, 1.0), rtol=0.0, atol=0.0)
+
+
+def test_rtol_zero_raised_to_floor():
     with pytest.warns(UserWarning, match="rtol=0.0 is below 100"):
         sol = fastode.solve(decay(), [1.0], (0.0, 1.0), rtol=0.0, atol=1e-12)
+    assert sol.success
+
+
+def test_tolerances_ignored_by_fixed_step():
+    sol = fastode.solve(decay(), [1.0], (0.0, 1.0), method="rk4", dt=0.1, rtol=0.0, atol=0.0)
     assert sol.success
 
 

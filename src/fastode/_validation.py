@@ -140,7 +140,8 @@ def check_t_eval(t_eval, t0: float, t1: float, dtype: np.dtype) -> np.ndarray | 
 def check_tolerances(rtol, atol, dtype: np.dtype, kind: str = "adaptive") -> tuple[float, float]:
     """Return (rtol, atol) as floats, raising rtol to 100 machine epsilon.
 
-    Only adaptive methods use the tolerances, so only they warn about the floor.
+    Only adaptive methods use the tolerances, so only they reject a zero pair
+    and warn about the floor.
     """
     rtol = _real_scalar("rtol", rtol)
     atol = _real_scalar("atol", atol)
@@ -150,17 +151,19 @@ def check_tolerances(rtol, atol, dtype: np.dtype, kind: str = "adaptive") -> tup
     if not (np.isfinite(atol) and atol >= 0):
         msg = f"atol must be a finite number >= 0, got {atol!r}"
         raise ValueError(msg)
+    if kind != "adaptive":
+        return rtol, atol
+    if atol == 0 and rtol == 0:
+        msg = "rtol and atol cannot both be 0; pass rtol > 0 or atol > 0"
+        raise ValueError(msg)
     floor = 100 * float(np.finfo(dtype).eps)
-    if kind == "adaptive" and rtol < floor:
+    if rtol < floor:
         warnings.warn(
             f"rtol={rtol!r} is below 100 * machine epsilon of {dtype}; using {floor!r}",
             UserWarning,
             stacklevel=3,
         )
         rtol = floor
-    if atol == 0 and rtol == 0:
-        msg = "rtol and atol cannot both be 0"
-        raise ValueError(msg)
     return rtol, atol
 
 
