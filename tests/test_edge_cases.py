@@ -81,7 +81,7 @@ def test_backward_rk4_step_not_dividing_span():
 
 
 def zero_span_case(method):
-    """Return a system whose methods apply and y0 = [1, -2]."""
+    """Return a two-component system that `method` applies to, and its dt option."""
     if method in SYMPLECTIC_METHODS:
         return fastode.Hamiltonian("harmonic"), {"dt": 0.1}
     dt = 0.1 if method in FIXED_METHODS else None
