@@ -1,0 +1,58 @@
+"""Ratio report of the fastode benchmarks.
+
+Each benchmark stores its minimum time over rounds through the ``record``
+fixture. At the end of the run a table gives each peer's time as a multiple
+of fastode's time measured in the same run. The table also shows the load
+average, because other processes on a shared machine slow every entry.
+"""
+
+import os
+
+import pytest
+
+_TIMINGS = pytest.StashKey[dict]()
+
+
+def pytest_configure(config):
+    config.stash[_TIMINGS] = {}
+
+
+@pytest.fixture
+def record(request, benchmark):
+    """Return a function that stores the benchmark's minimum time for the table.
+
+    Its ``scale`` multiplies the measured time, for peers timed on a sample
+    of the batch, and its ``note`` is printed next to the peer's time.
+    """
+
+    def store(case: str, peer: str, error: float, scale: float = 1.0, note: str = ""):
+        benchmark.extra_info.update(max_error=error, scale=scale)
+        if benchmark.stats is None:  # --benchmark-disable: nothing was timed
+            return
+        seconds = benchmark.stats.stats.min * scale
+        request.config.stash[_TIMINGS].setdefault(case, {})[peer] = (
+            seconds,
+            error,
+            note,
+        )
+
+    return store
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    timings = config.stash.get(_TIMINGS, {})
+    if not timings:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("fastode ratios (peer time / fastode time, same run)")
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    write(f"{os.cpu_count()} CPUs, load average {load} (1, 5, 15 min) at the end")
+    for case, peers in timings.items():
+        write(case)
+        reference = peers.get("fastode", (None,))[0]
+        for peer, (seconds, error, note) in peers.items():
+            ratio = f"{seconds / reference:9.1f}x" if reference else "      n/a"
+            extra = f"  ({note})" if note else ""
+            write(
+                f"  {peer:<22} {seconds:10.4f} s {ratio}  max error {error:.1e}{extra}"
+            )
