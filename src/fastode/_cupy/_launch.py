@@ -8,6 +8,7 @@ compiled binary in its on-disk kernel cache (``~/.cupy/kernel_cache``).
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import numpy as np
 
@@ -15,7 +16,14 @@ from .. import _validation as check
 from .._solution import Solution
 from .._systems import System, _per_trajectory
 from ._device import import_cupy, require_device
-from ._source import LAYOUTS, KernelSpec, compile_options, kernel_source, system_key
+from ._source import (
+    LAYOUTS,
+    KernelSpec,
+    compile_options,
+    include_dir,
+    kernel_source,
+    system_key,
+)
 
 __all__ = ["solve_cupy"]
 
@@ -29,9 +37,22 @@ _DLPACK_CUDA = (2, 13)
 
 
 @functools.cache
+def _headers_digest() -> str:
+    """Hash the shipped headers, which CuPy's disk cache key does not cover."""
+    digest = hashlib.sha256()
+    for path in sorted((include_dir() / "fastode").rglob("*.hpp")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
 def _kernel(spec: KernelSpec):
     cupy = import_cupy()
-    module = cupy.RawModule(code=kernel_source([spec]), options=compile_options())
+    # CuPy keys its on-disk kernel cache on the source text and options only,
+    # so the header hash in a comment makes a header change recompile.
+    code = f"// fastode headers sha256 {_headers_digest()}\n" + kernel_source([spec])
+    module = cupy.RawModule(code=code, options=compile_options())
     return module.get_function(spec.name)
 
 
@@ -214,7 +235,7 @@ def solve_cupy(
     if _as_device_array(cupy, t_eval) is not None:
         t_eval = cupy.asnumpy(_as_device_array(cupy, t_eval))
     t_eval = check.check_t_eval(t_eval, t0, t1, dtype)
-    rtol, atol = check.check_tolerances(rtol, atol, dtype)
+    rtol, atol = check.check_tolerances(rtol, atol, dtype, kind)
     dt = check.check_dt(dt, kind, method)
     max_steps = check.check_positive_int("max_steps", max_steps)
     controller_code = check.check_controller(controller)
