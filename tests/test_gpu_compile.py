@@ -142,6 +142,12 @@ def test_cupy_backend_without_cupy_names_the_extra():
 
 
 @pytest.mark.skipif(not CUPY_MISSING, reason="CuPy is installed here")
+def test_solve_backend_cupy_without_cupy():
+    with pytest.raises(ImportError, match=r'pip install "fastode\[gpu\]"'):
+        fastode.solve(fastode.Oscillator(k=1.0), [1.0, 0.0], (0.0, 1.0), backend="cupy")
+
+
+@pytest.mark.skipif(not CUPY_MISSING, reason="CuPy is installed here")
 def test_gpu_info_without_cupy():
     from fastode._cupy import device_available, gpu_info
 

@@ -102,6 +102,11 @@ def solve(
     method = check.check_method(method, system)
     kind = check.METHODS[method]
     backend = _check_backend(backend)
+    if backend == "cupy":
+        from ._cupy import solve_cupy
+
+        return solve_cupy(system, y0, t_span, t_eval, method, dt, rtol, atol, max_steps,
+                          dtype, controller, threads)
     dtype = check.check_dtype(dtype, y0)
     y0, single = check.check_y0(y0, system.dim, dtype)
     t0, t1 = check.check_t_span(t_span)
@@ -136,6 +141,8 @@ def _check_backend(backend) -> str:
     if backend not in check.BACKENDS:
         msg = f"backend must be one of {list(check.BACKENDS)}, got {backend!r}"
         raise ValueError(msg)
+    if backend == "cupy":
+        return backend
     if backend not in ("auto", "cpp"):
         msg = f"backend={backend!r} is not built yet; use backend='cpp' (the default)"
         raise NotImplementedError(msg)
