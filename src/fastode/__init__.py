@@ -4,6 +4,7 @@ trajectories at once, in compiled code."""
 from ._solution import IntegrationError, Solution, Status
 from ._solve import solve
 from ._systems import Hamiltonian, Linear, Lorenz, Oscillator, System
+from ._user import UserSystem, ode, ode_hamiltonian
 from ._validation import METHODS
 
 __version__ = "0.1.0"
@@ -18,5 +19,8 @@ __all__ = [
     "Solution",
     "Status",
     "System",
+    "UserSystem",
+    "ode",
+    "ode_hamiltonian",
     "solve",
 ]

@@ -8,6 +8,7 @@ from . import _core
 from . import _validation as check
 from ._solution import Solution
 from ._systems import System
+from ._user import UserSystem
 
 __all__ = ["solve"]
 
@@ -96,12 +97,17 @@ def solve(
     if not isinstance(system, System):
         msg = (
             f"system must be a fastode system (Linear, Oscillator, Lorenz, "
-            f"Hamiltonian), got {type(system).__name__}"
+            f"Hamiltonian, or one made by fastode.ode), got {type(system).__name__}"
         )
         raise TypeError(msg)
     method = check.check_method(method, system)
     kind = check.METHODS[method]
-    backend = _check_backend(backend)
+    backend = _check_backend(backend, system)
+    if backend == "numba-cuda":
+        from ._numba import _cuda
+
+        return _cuda.solve(system, y0, t_span, t_eval, method, kind, dt, rtol, atol,
+                           max_steps, dtype, controller)
     if backend == "cupy":
         from ._cupy import solve_cupy
 
@@ -119,6 +125,11 @@ def solve(
 
     n = y0.shape[0]
     dense = t_eval is not None
+    if backend == "numba":
+        out = _solve_numba(system, y0, t_eval, method, kind, t0, t1, dt, rtol, atol,
+                           max_steps, controller_code, threads)
+        return _make_solution(out, t_eval if dense else np.array([t1], dtype=dtype), dense,
+                              single, method)
     out = getattr(_core, system._kernel)(
         y0,
         t_eval if dense else np.zeros(0, dtype=dtype),
@@ -137,9 +148,28 @@ def solve(
     return _make_solution(out, t_eval if dense else np.array([t1], dtype=dtype), dense, single, method)
 
 
-def _check_backend(backend) -> str:
+def _check_backend(backend, system) -> str:
+    """Return the backend that runs `system`: user systems (`fastode.ode`) run
+    on Numba, built-in ones on the C++ core."""
     if backend not in check.BACKENDS:
         msg = f"backend must be one of {list(check.BACKENDS)}, got {backend!r}"
+        raise ValueError(msg)
+    user = isinstance(system, UserSystem)
+    if user:
+        if backend == "auto":
+            return "numba"
+        if backend in ("numba", "numba-cuda"):
+            return backend
+        msg = (
+            f"backend={backend!r} cannot run {system.name}, a Python right-hand side "
+            "from fastode.ode; use backend='numba' (CPU) or 'numba-cuda' (GPU)"
+        )
+        raise ValueError(msg)
+    if backend in ("numba", "numba-cuda"):
+        msg = (
+            f"backend={backend!r} runs systems made by fastode.ode; built-in systems "
+            f"such as {type(system).__name__} run on backend='cpp' (the default)"
+        )
         raise ValueError(msg)
     if backend == "cupy":
         return backend
@@ -147,6 +177,30 @@ def _check_backend(backend) -> str:
         msg = f"backend={backend!r} is not built yet; use backend='cpp' (the default)"
         raise NotImplementedError(msg)
     return "cpp"
+
+
+def _solve_numba(system, y0, t_eval, method, kind, t0, t1, dt, rtol, atol, max_steps,
+                 controller, threads) -> dict:
+    from . import _numba
+
+    params = system._params_for(y0.shape[0], y0.dtype)
+    system._probe(y0, params, t0)
+    return _numba.run(
+        system,
+        y0,
+        params,
+        t_eval if t_eval is not None else np.zeros(0, dtype=y0.dtype),
+        method=method,
+        kind=kind,
+        t0=t0,
+        t1=t1,
+        dt=dt,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        controller=controller,
+        threads=threads,
+    )
 
 
 def _make_solution(out, t, dense, single, method) -> Solution:

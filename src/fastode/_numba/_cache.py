@@ -1,0 +1,89 @@
+"""On-disk caching of Numba builds of closures.
+
+Numba's own cache key pickles a closure's cell contents, and a pickled
+dispatcher carries a random per-process id, so every kernel built here (a
+closure over the user's compiled function and a method's coefficients)
+would miss the cache in each new process. `ClosureCache` keys on a
+fingerprint instead: the bytecode of the function and,
+recursively, of every dispatcher, function, array and scalar it closes
+over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import types
+
+import numpy as np
+from numba.core.caching import FunctionCache
+from numba.core.dispatcher import Dispatcher
+
+
+class Unfingerprintable(Exception):
+    """A closure holds a value whose identity cannot be hashed stably."""
+
+
+class ClosureCache(FunctionCache):
+    """A `FunctionCache` whose index key is `fingerprint(py_func)`."""
+
+    def __init__(self, py_func, key):
+        super().__init__(py_func)
+        self._fingerprint = key
+
+    def _index_key(self, sig, codegen):
+        return (sig, codegen.magic_tuple(), self._fingerprint)
+
+
+def enable(dispatcher: Dispatcher) -> bool:
+    """Cache `dispatcher` on disk under a stable key; return False (and leave
+    it uncached) when its closure holds something without a stable key."""
+    try:
+        key = fingerprint(dispatcher.py_func)
+    except Unfingerprintable:
+        return False
+    dispatcher._cache = ClosureCache(dispatcher.py_func, key)
+    return True
+
+
+def fingerprint(function) -> str:
+    digest = hashlib.sha256()
+    _update(digest, function, depth=0)
+    return digest.hexdigest()
+
+
+def _update_code(digest, code):
+    # Not marshal.dumps: its output depends on reference counts, which differ
+    # between processes.
+    digest.update(code.co_code)
+    digest.update(repr((code.co_names, code.co_varnames, code.co_freevars)).encode())
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            _update_code(digest, constant)
+        else:
+            digest.update(f"{type(constant).__name__}:{constant!r}".encode())
+
+
+def _update(digest, value, depth):
+    if depth > 20:
+        raise Unfingerprintable("closures nest too deeply")
+    if isinstance(value, Dispatcher):
+        digest.update(b"dispatcher")
+        digest.update(repr(sorted(value.targetoptions.items())).encode())
+        _update(digest, value.py_func, depth + 1)
+    elif isinstance(value, types.FunctionType):
+        _update_code(digest, value.__code__)
+        for cell in value.__closure__ or ():
+            _update(digest, cell.cell_contents, depth + 1)
+    elif isinstance(value, np.ndarray):
+        digest.update(f"array{value.dtype.str}{value.shape}".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, (tuple, list)):
+        digest.update(f"{type(value).__name__}{len(value)}".encode())
+        for item in value:
+            _update(digest, item, depth + 1)
+    elif isinstance(value, (bool, int, float, str, bytes, np.generic)) or value is None:
+        digest.update(f"{type(value).__name__}:{value!r}".encode())
+    elif type(value).__module__.startswith("numba.core.types"):
+        digest.update(f"numbatype:{value}".encode())
+    else:
+        raise Unfingerprintable(f"cannot fingerprint {type(value).__name__}")
