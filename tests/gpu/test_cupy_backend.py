@@ -106,7 +106,8 @@ def test_gpu_matches_cpu(name, method, dtype):
         tol = 1e-6 if dtype == "float64" else 1e-3
         np.testing.assert_allclose(gpu.y, cpu.y, rtol=tol, atol=tol)
     else:
-        steps = 200 + 2
+        # NOTE: 8 ulps per step is an estimate, not yet calibrated on a GPU.
+        steps = 200  # span 2.0 at dt 0.01
         bound = 8 * steps * _ulp_scale(cpu.y, dtype)
         assert np.all(np.abs(gpu.y - cpu.y) <= bound)
         for stat in STATS:
@@ -177,7 +178,7 @@ def test_cupy_in_gives_cupy_out():
     )
     for array in (gpu.y, gpu.t, gpu.status, gpu.t_final, *gpu.stats.values()):
         assert isinstance(array, cupy.ndarray)
-    bound = 8 * 502 * _ulp_scale(cpu.y, np.float64)
+    bound = 8 * 500 * _ulp_scale(cpu.y, np.float64)
     assert np.all(np.abs(cupy.asnumpy(gpu.y) - cpu.y) <= bound)
 
 

@@ -203,7 +203,8 @@ def solve_cupy(
     which `fastode.Linear` converts to NumPy when it is constructed.
     Results agree with ``backend="cpp"`` to rounding, not bit for bit: the
     GPU contracts a * b + c into fused multiply-adds where the host compiler
-    may not, and its cos, sin and pow differ in the last bits.
+    may not, and its cos, sin and pow differ in the last bits. CuPy also
+    compiles with ``-ftz=true``, so float32 subnormal values flush to zero.
 
     Raises
     ------
@@ -270,6 +271,9 @@ def solve_cupy(
         out["n_rhs"],
         *_system_arguments(cupy, system, n, dtype),
     ]
+    # NOTE: this launch has not yet run on a real device; tests/gpu, run by
+    # tools/gpu-check.sh, is the check. tests/test_cupy_launch.py checks the
+    # arguments against the kernel signature on the CPU.
     if n > 0:
         kernel = _kernel(KernelSpec(method, key, np.dtype(dtype).name))
         blocks = (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
