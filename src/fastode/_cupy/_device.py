@@ -65,7 +65,7 @@ def require_device(cupy) -> int:
 
 
 def device_available() -> bool:
-    """True when CuPy imports and sees at least one CUDA device."""
+    """Return True when CuPy imports and reports at least one CUDA device."""
     try:
         require_device(import_cupy())
     except (ImportError, RuntimeError):
@@ -99,7 +99,7 @@ def _nvrtc_version() -> str | None:
 
 
 def gpu_info() -> dict:
-    """Report what the GPU backend can use on this machine; never raises.
+    """Report the CuPy and device state; a missing CuPy or GPU is not an error.
 
     Returns
     -------

@@ -60,7 +60,7 @@ _POTENTIALS = {
 
 @dataclass(frozen=True)
 class SystemLayout:
-    """How one built-in system appears in a kernel.
+    """Kernel layout of one built-in system.
 
     ``cpp_type`` is a format string with ``{T}`` for the scalar type, and
     ``params`` names the `Param` members in the order the kernel takes them.
@@ -137,7 +137,7 @@ def system_key(system) -> str:
 
 
 def all_kernel_specs(dtypes=DTYPES) -> list[KernelSpec]:
-    """Every (method, system, dtype) variant the GPU path can launch."""
+    """Return every (method, system, dtype) variant the GPU path can launch."""
     specs = []
     for dtype in dtypes:
         for key, layout in LAYOUTS.items():
