@@ -13,8 +13,26 @@ import pytest
 _TIMINGS = pytest.StashKey[dict]()
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--bench-threads",
+        type=int,
+        default=None,
+        help=(
+            "threads of fastode and of the Numba peer (default: all cores); "
+            "NumPy and scipy peers run on one thread either way"
+        ),
+    )
+
+
 def pytest_configure(config):
     config.stash[_TIMINGS] = {}
+
+
+@pytest.fixture(scope="session")
+def threads(request):
+    """Thread count of the parallel entries, or None for all cores."""
+    return request.config.getoption("--bench-threads")
 
 
 @pytest.fixture
@@ -46,7 +64,9 @@ def pytest_terminal_summary(terminalreporter, config):
     write = terminalreporter.write_line
     terminalreporter.section("fastode ratios (peer time / fastode time, same run)")
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    threads = config.getoption("--bench-threads") or os.cpu_count()
     write(f"{os.cpu_count()} CPUs, load average {load} (1, 5, 15 min) at the end")
+    write(f"threads: fastode and Numba {threads}, NumPy and scipy 1")
     for case, peers in timings.items():
         write(case)
         reference = peers.get("fastode", (None,))[0]

@@ -20,9 +20,11 @@ CASE = f"dopri5, rtol {RTOL:g}, atol {ATOL:g}, {N:,} trajectories"
 ERROR_BOUND = 1e-5
 
 
-def fastode_dopri5(y0):
+def fastode_dopri5(y0, threads):
     system = fastode.Oscillator(k=K, b=B)
-    sol = fastode.solve(system, y0, (0.0, T1), method="dopri5", rtol=RTOL, atol=ATOL)
+    sol = fastode.solve(
+        system, y0, (0.0, T1), method="dopri5", rtol=RTOL, atol=ATOL, threads=threads
+    )
     return sol.y
 
 
@@ -46,10 +48,10 @@ def y0():
     return initial_states(N)
 
 
-def test_dopri5_fastode(benchmark, record, y0):
+def test_dopri5_fastode(benchmark, record, y0, threads):
     benchmark.group = CASE
     y = benchmark.pedantic(
-        fastode_dopri5, args=(y0,), rounds=10, iterations=1, warmup_rounds=1
+        fastode_dopri5, args=(y0, threads), rounds=10, iterations=1, warmup_rounds=1
     )
     error = max_error(y, y0)
     record(CASE, "fastode", error)

@@ -18,15 +18,18 @@ CASE = f"rk4, dt {DT}, {N_STEPS} steps, {N:,} trajectories"
 ERROR_BOUND = 1e-8
 
 
-def fastode_rk4(y0):
-    sol = fastode.solve(
-        fastode.Oscillator(k=K, b=B), y0, (0.0, T1), method="rk4", dt=DT
-    )
+def fastode_rk4(y0, threads):
+    system = fastode.Oscillator(k=K, b=B)
+    sol = fastode.solve(system, y0, (0.0, T1), method="rk4", dt=DT, threads=threads)
     return sol.y
 
 
-def numpy_rk4(y0):
-    """Advance all trajectories together, one NumPy expression per stage."""
+def numpy_rk4(y0, threads):
+    """Advance all trajectories together, one NumPy expression per stage.
+
+    ``threads`` is unused, because NumPy runs elementwise operations on one
+    thread.
+    """
     x, v = y0[:, 0].copy(), y0[:, 1].copy()
     half = 0.5 * DT
     for _ in range(N_STEPS):
@@ -66,7 +69,8 @@ def _numba_rk4_kernel(y0, k, b, dt, n_steps, y):
         y[i, 1] = v
 
 
-def numba_rk4(y0):
+def numba_rk4(y0, threads):
+    numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
     y = np.empty_like(y0)
     _numba_rk4_kernel(y0, K, B, DT, N_STEPS, y)
     return y
@@ -85,12 +89,12 @@ def y0():
 
 
 @pytest.mark.parametrize("peer", list(PEERS))
-def test_rk4(benchmark, record, y0, peer):
+def test_rk4(benchmark, record, y0, threads, peer):
     run, rounds = PEERS[peer]
     benchmark.group = CASE
     # The warm-up round compiles the Numba kernel and is not timed.
     y = benchmark.pedantic(
-        run, args=(y0,), rounds=rounds, iterations=1, warmup_rounds=1
+        run, args=(y0, threads), rounds=rounds, iterations=1, warmup_rounds=1
     )
     error = max_error(y, y0)
     record(CASE, peer, error)
