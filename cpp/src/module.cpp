@@ -16,6 +16,7 @@ namespace fastode::bindings {
 void register_linear(py::module_& m);
 void register_systems(py::module_& m);
 void register_hamiltonian(py::module_& m);
+void register_mlp(py::module_& m);
 }  // namespace fastode::bindings
 
 namespace {
@@ -105,4 +106,5 @@ PYBIND11_MODULE(_core, m) {
     fastode::bindings::register_linear(m);
     fastode::bindings::register_systems(m);
     fastode::bindings::register_hamiltonian(m);
+    fastode::bindings::register_mlp(m);
 }

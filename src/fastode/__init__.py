@@ -1,6 +1,15 @@
 """fastode: integrate ordinary differential equations for millions of
 trajectories at once, in compiled code."""
 
+from ._analysis import (
+    Stability,
+    gradient_flow,
+    linearize,
+    ode_residual,
+    regularized_loss,
+    stability,
+)
+from ._neural import MLP, cnf, log_prob, neural_ode
 from ._solution import IntegrationError, Solution, Status
 from ._solve import solve
 from ._systems import Hamiltonian, Linear, Lorenz, Oscillator, System
@@ -15,12 +24,22 @@ __all__ = [
     "IntegrationError",
     "Linear",
     "Lorenz",
+    "MLP",
     "Oscillator",
     "Solution",
+    "Stability",
     "Status",
     "System",
     "UserSystem",
+    "cnf",
+    "gradient_flow",
+    "linearize",
+    "log_prob",
+    "neural_ode",
     "ode",
     "ode_hamiltonian",
+    "ode_residual",
+    "regularized_loss",
     "solve",
+    "stability",
 ]
