@@ -12,7 +12,15 @@ void register_systems(py::module_& m) {
             return with_dtype(y0, [&](auto zero) {
                 using T = decltype(zero);
                 Array<T> ka(k), ba(b), fa(force), wa(omega);
-                Oscillator<T> sys{as_param(ka), as_param(ba), as_param(fa), as_param(wa)};
+                const T* f = fa.data();
+                const bool forced = std::any_of(f, f + fa.size(), [](T v) { return v != T(0); });
+                if (forced) {
+                    Oscillator<T, true> sys{as_param(ka), as_param(ba), as_param(fa),
+                                            as_param(wa)};
+                    return solve_system<T>(sys, Array<T>(y0), Array<T>(t_eval), dense, call);
+                }
+                Oscillator<T, false> sys{as_param(ka), as_param(ba), as_param(fa),
+                                         as_param(wa)};
                 return solve_system<T>(sys, Array<T>(y0), Array<T>(t_eval), dense, call);
             });
         },

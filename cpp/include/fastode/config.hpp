@@ -11,11 +11,20 @@
 // on the host, so both read the same literals.
 #define FASTODE_TABLE __device__ constexpr
 #define FASTODE_SIMD
+#define FASTODE_UNROLL _Pragma("unroll")
+#define FASTODE_SIMD_SUM(x)
 #else
 #define FASTODE_HD
 #define FASTODE_INLINE inline __attribute__((always_inline))
 #define FASTODE_TABLE inline constexpr
 #define FASTODE_SIMD _Pragma("omp simd")
+// Loops over stages and state components have small constant trip counts.
+// Unrolling them before vectorization turns each trajectory's state into
+// scalars, so a plain loop over lanes vectorizes with the state in registers.
+#define FASTODE_UNROLL _Pragma("GCC unroll 16")
+#define FASTODE_PRAGMA(x) _Pragma(#x)
+// A sum whose order does not matter, such as a NaN probe, may be vectorized.
+#define FASTODE_SIMD_SUM(x) FASTODE_PRAGMA(omp simd reduction(+ : x))
 #endif
 
 #if !defined(__CUDACC_RTC__)

@@ -124,8 +124,8 @@ FASTODE_HD FASTODE_INLINE bool reached(T t_out, T t, T direction) {
 }
 
 /// Stores the cubic Hermite interpolant on [ta, tb] of lane l at every pending
-/// output time up to tb. Its local error is O(dt^4), the order of the dense
-/// output of dopri5 and tsit5, and it is exact at both ends.
+/// output time up to tb: exact at both ends, with local error O(dt^4). Used by
+/// the fixed-step methods and bs3, whose natural interpolant it is.
 template <class T, int D, int W>
 FASTODE_HD void write_outputs(const Problem<T>& prob, const Results<T>& res, index_t n,
                               int l, T ta, T tb, const LaneVec<T, D, W>& ya,
@@ -179,32 +179,140 @@ FASTODE_HD void finish_block(const Problem<T>& prob, const Results<T>& res, inde
     }
 }
 
-// --- explicit Runge-Kutta stages ---------------------------------------------
+// --- evaluating f ------------------------------------------------------------
 
-/// Evaluates stages 1 .. S-1 (k[0] = f(t, y) is given) and the new solution
-/// y1 = y + dt sum_j b_j k_j, each lane with its own t and dt.
-template <class Tab, class Lanes, class T, int D, int W>
-FASTODE_HD FASTODE_INLINE void rk_stages(const Lanes& lanes, const T* t, const T* dt,
-                                         const LaneVec<T, D, W>& y,
-                                         LaneVec<T, D, W>* k, LaneVec<T, D, W>& y1) {
-    T ts[W];
+/// Whether `Lanes` evaluates f one lane at a time, `rhs(l, t, y, dy)`, rather
+/// than for the whole block at once, `rhs(t, Y, dY)` (as the MLP field does).
+template <class L>
+FASTODE_HD constexpr auto per_lane_probe(int) -> decltype(L::per_lane, bool()) {
+    return L::per_lane;
+}
+template <class L>
+FASTODE_HD constexpr bool per_lane_probe(long) {
+    return false;
+}
+template <class L>
+constexpr bool is_per_lane = per_lane_probe<L>(0);
+
+/// f of lane l as a callable, for the one-trajectory kernels below.
+template <class Lanes>
+struct LaneRhs {
+    const Lanes& lanes;
+    int l;
+
+    template <class T>
+    FASTODE_HD FASTODE_INLINE void operator()(T t, const T* y, T* dy) const {
+        lanes.rhs(l, t, y, dy);
+    }
+};
+
+template <class T, int D, int W>
+FASTODE_HD FASTODE_INLINE void load_lane(const LaneVec<T, D, W>& from, int l, T* to) {
+    FASTODE_UNROLL
+    for (int i = 0; i < D; ++i) to[i] = from(i, l);
+}
+
+template <class T, int D, int W>
+FASTODE_HD FASTODE_INLINE void store_lane(const T* from, int l, LaneVec<T, D, W>& to) {
+    FASTODE_UNROLL
+    for (int i = 0; i < D; ++i) to(i, l) = from[i];
+}
+
+/// dy = f(t, y) for every lane of the block, each at its own time t[l].
+template <class Lanes, class T, int D, int W>
+FASTODE_HD FASTODE_INLINE void block_rhs(const Lanes& lanes, const T* t,
+                                         const LaneVec<T, D, W>& y, LaneVec<T, D, W>& dy) {
+    if constexpr (is_per_lane<Lanes>) {
+        for (int l = 0; l < W; ++l) {
+            T yl[D], dyl[D];
+            load_lane(y, l, yl);
+            lanes.rhs(l, t[l], yl, dyl);
+            store_lane(dyl, l, dy);
+        }
+    } else {
+        lanes.rhs(t, y, dy);
+    }
+}
+
+// --- one explicit Runge-Kutta step ------------------------------------------------
+//
+// Per-lane systems run the whole step of one trajectory in scalars inside a
+// plain loop over lanes. With every inner loop unrolled, the state and the
+// stages become scalars and GCC vectorizes the lane loop, which keeps them in
+// registers. (`omp simd` on that loop would turn them into arrays in memory.)
+
+/// Evaluates stages 1 .. S-1 of one trajectory, given k[0] = f(t, y), and
+/// y1 = y + dt sum_j b_j k_j. Zero coefficients drop out after unrolling.
+template <class Tab, class F, class T, int D>
+FASTODE_HD FASTODE_INLINE void rk_step_lane(const F& f, T t, T dt, const T* y,
+                                            T (&k)[Tab::stages][D], T* y1) {
+    FASTODE_UNROLL
     for (int s = 1; s < Tab::stages; ++s) {
         // y_s = y + dt sum_{j<s} a_sj k_j
+        T ys[D];
+        FASTODE_UNROLL
         for (int i = 0; i < D; ++i) {
-            FASTODE_SIMD
+            T acc = T(0);
+            FASTODE_UNROLL
+            for (int j = 0; j < s; ++j) {
+                if (Tab::a(s, j) != 0.0) acc += T(Tab::a(s, j)) * k[j][i];
+            }
+            ys[i] = y[i] + dt * acc;
+        }
+        f(t + T(Tab::c(s)) * dt, ys, k[s]);
+    }
+
+    FASTODE_UNROLL
+    for (int i = 0; i < D; ++i) {
+        T acc = T(0);
+        FASTODE_UNROLL
+        for (int j = 0; j < Tab::stages; ++j) {
+            if (Tab::b(j) != 0.0) acc += T(Tab::b(j)) * k[j][i];
+        }
+        y1[i] = y[i] + dt * acc;
+    }
+}
+
+/// RMS over components of err_i / (atol + rtol max(|y_i|, |y1_i|)), where
+/// err = dt sum_j b_err_j k_j is the embedded error estimate.
+template <class Tab, class T, int D>
+FASTODE_HD FASTODE_INLINE T error_norm_lane(const Problem<T>& prob, T dt, const T* y,
+                                            const T (&k)[Tab::stages][D], const T* y1) {
+    T sum = T(0);
+    FASTODE_UNROLL
+    for (int i = 0; i < D; ++i) {
+        T err = T(0);
+        FASTODE_UNROLL
+        for (int j = 0; j < Tab::stages; ++j) {
+            if (Tab::b_err(j) != 0.0) err += T(Tab::b_err(j)) * k[j][i];
+        }
+        const T scale = prob.atol + prob.rtol * math::max(math::fabs(y[i]), math::fabs(y1[i]));
+        const T ratio = dt * err / scale;
+        sum += ratio * ratio;
+    }
+    return math::sqrt(sum / T(D));
+}
+
+/// The same step for systems that evaluate f for the whole block: stage by
+/// stage over all lanes, given k[0].
+template <class Tab, class Lanes, class T, int D, int W>
+FASTODE_HD void rk_step_block(const Lanes& lanes, const T* t, const T* dt,
+                              const LaneVec<T, D, W>& y, LaneVec<T, D, W>* k,
+                              LaneVec<T, D, W>& y1) {
+    T ts[W];
+    for (int s = 1; s < Tab::stages; ++s) {
+        for (int i = 0; i < D; ++i) {
             for (int l = 0; l < W; ++l) {
                 T acc = T(0);
                 for (int j = 0; j < s; ++j) acc += T(Tab::a(s, j)) * k[j](i, l);
                 y1(i, l) = y(i, l) + dt[l] * acc;
             }
         }
-        FASTODE_SIMD
         for (int l = 0; l < W; ++l) ts[l] = t[l] + T(Tab::c(s)) * dt[l];
         lanes.rhs(ts, y1, k[s]);
     }
 
     for (int i = 0; i < D; ++i) {
-        FASTODE_SIMD
         for (int l = 0; l < W; ++l) {
             T acc = T(0);
             for (int j = 0; j < Tab::stages; ++j) acc += T(Tab::b(j)) * k[j](i, l);
@@ -213,31 +321,78 @@ FASTODE_HD FASTODE_INLINE void rk_stages(const Lanes& lanes, const T* t, const T
     }
 }
 
-/// RMS over components of err_i / (atol + rtol max(|y_i|, |y1_i|)), where
-/// err = dt sum_j b_err_j k_j is the embedded error estimate.
-template <class Tab, class T, int D, int W>
-FASTODE_HD FASTODE_INLINE void error_norm(const Problem<T>& prob, const T* dt,
-                                          const LaneVec<T, D, W>& y,
-                                          const LaneVec<T, D, W>* k,
-                                          const LaneVec<T, D, W>& y1, T* norm) {
-    FASTODE_SIMD
-    for (int l = 0; l < W; ++l) norm[l] = T(0);
-    for (int i = 0; i < D; ++i) {
-        FASTODE_SIMD
+/// One step of an embedded pair for every lane of the block. Given k0 = f(t, y),
+/// returns y1, k_last = f(t + dt, y1) (the pair is FSAL) and the error norm,
+/// and every stage in `k_all` unless it is null (no dense output wanted).
+template <class Tab, class Lanes, class T, int D, int W>
+FASTODE_HD FASTODE_INLINE void embedded_step(const Lanes& lanes, const Problem<T>& prob,
+                                             const T* t, const T* dt,
+                                             const LaneVec<T, D, W>& y,
+                                             const LaneVec<T, D, W>& k0,
+                                             LaneVec<T, D, W>& y1,
+                                             LaneVec<T, D, W>& k_last, T* norm,
+                                             LaneVec<T, D, W>* k_all) {
+    constexpr int S = Tab::stages;
+    if constexpr (is_per_lane<Lanes>) {
         for (int l = 0; l < W; ++l) {
-            T err = T(0);
-            for (int j = 0; j < Tab::stages; ++j) err += T(Tab::b_err(j)) * k[j](i, l);
-            const T scale =
-                prob.atol + prob.rtol * math::max(math::fabs(y(i, l)), math::fabs(y1(i, l)));
-            const T ratio = dt[l] * err / scale;
-            norm[l] += ratio * ratio;
+            T yl[D], y1l[D], k[S][D];
+            load_lane(y, l, yl);
+            load_lane(k0, l, k[0]);
+            rk_step_lane<Tab>(LaneRhs<Lanes>{lanes, l}, t[l], dt[l], yl, k, y1l);
+            norm[l] = error_norm_lane<Tab>(prob, dt[l], yl, k, y1l);
+            store_lane(y1l, l, y1);
+            store_lane(k[S - 1], l, k_last);
+            if (k_all != nullptr) {
+                FASTODE_UNROLL
+                for (int s = 0; s < S; ++s) store_lane(k[s], l, k_all[s]);
+            }
+        }
+    } else {
+        LaneVec<T, D, W> k[S];
+        k[0] = k0;
+        rk_step_block<Tab>(lanes, t, dt, y, k, y1);
+        for (int l = 0; l < W; ++l) {
+            T yl[D], y1l[D], kl[S][D];
+            load_lane(y, l, yl);
+            load_lane(y1, l, y1l);
+            for (int s = 0; s < S; ++s) load_lane(k[s], l, kl[s]);
+            norm[l] = error_norm_lane<Tab>(prob, dt[l], yl, kl, y1l);
+        }
+        k_last = k[S - 1];
+        if (k_all != nullptr) {
+            for (int s = 0; s < S; ++s) k_all[s] = k[s];
         }
     }
-    FASTODE_SIMD
-    for (int l = 0; l < W; ++l) norm[l] = math::sqrt(norm[l] / T(D));
 }
 
-// --- fixed step ----------------------------------------------------------------
+/// Stores the method's own interpolant on [ta, tb] of lane l at every pending
+/// output time up to tb: y(ta + theta dt) = y + dt sum_j b_j(theta) k_j.
+template <class Tab, class T, int D, int W>
+FASTODE_HD void write_dense_outputs(const Problem<T>& prob, const Results<T>& res,
+                                    index_t n, int l, T ta, T tb,
+                                    const LaneVec<T, D, W>& ya, const LaneVec<T, D, W>* k,
+                                    const LaneVec<T, D, W>& yb, index_t& j) {
+    const T h = tb - ta;
+    const T direction = prob.direction();
+    while (j < prob.n_eval && reached(prob.t_eval[j], tb, direction)) {
+        T* out = output_row<T, D>(prob, res, n, j);
+        if (prob.t_eval[j] == tb) {
+            for (int i = 0; i < D; ++i) out[i] = yb(i, l);
+        } else {
+            const T theta = (prob.t_eval[j] - ta) / h;
+            T weight[Tab::stages];
+            for (int s = 0; s < Tab::stages; ++s) weight[s] = dense_weight(Tab{}, s, theta);
+            for (int i = 0; i < D; ++i) {
+                T acc = T(0);
+                for (int s = 0; s < Tab::stages; ++s) acc += weight[s] * k[s](i, l);
+                out[i] = ya(i, l) + h * acc;
+            }
+        }
+        ++j;
+    }
+}
+
+// --- fixed step -------------------------------------------------------------------
 
 /// Number of steps of size |dt| that cover the span; the last one is shortened
 /// to end exactly at t1. A ratio within a few ulps of an integer is rounded to
@@ -259,18 +414,34 @@ FASTODE_HD FASTODE_INLINE T fixed_step_time(const Problem<T>& prob, index_t k, i
     return prob.t0 + prob.direction() * T(k) * math::fabs(prob.dt);
 }
 
-/// One fixed step of an explicit Runge-Kutta method; k[0] ends as f(t, y).
+/// One fixed step of an explicit Runge-Kutta method for every lane.
 template <class Tab>
 struct RKStep {
     static constexpr int evals = Tab::stages;
 
     template <class Lanes, class T, int D, int W>
-    FASTODE_HD FASTODE_INLINE static void step(const Lanes& lanes, const T* t, const T* dt,
-                                               const LaneVec<T, D, W>& y,
-                                               LaneVec<T, D, W>& y1,
-                                               LaneVec<T, D, W>* k) {
-        lanes.rhs(t, y, k[0]);
-        rk_stages<Tab>(lanes, t, dt, y, k, y1);
+    FASTODE_HD FASTODE_INLINE static void advance(const Lanes& lanes, T t, T dt,
+                                                  const LaneVec<T, D, W>& y,
+                                                  LaneVec<T, D, W>& y1) {
+        if constexpr (is_per_lane<Lanes>) {
+            for (int l = 0; l < W; ++l) {
+                T yl[D], y1l[D], k[Tab::stages][D];
+                load_lane(y, l, yl);
+                const LaneRhs<Lanes> f{lanes, l};
+                f(t, yl, k[0]);
+                rk_step_lane<Tab>(f, t, dt, yl, k, y1l);
+                store_lane(y1l, l, y1);
+            }
+        } else {
+            T ts[W], dts[W];
+            for (int l = 0; l < W; ++l) {
+                ts[l] = t;
+                dts[l] = dt;
+            }
+            LaneVec<T, D, W> k[Tab::stages];
+            lanes.rhs(ts, y, k[0]);
+            rk_step_block<Tab>(lanes, ts, dts, y, k, y1);
+        }
     }
 };
 
@@ -280,85 +451,109 @@ struct SymplecticStep {
     static constexpr int evals = Method::evals;
 
     template <class Lanes, class T, int D, int W>
-    FASTODE_HD FASTODE_INLINE static void step(const Lanes& lanes, const T*, const T* dt,
-                                               const LaneVec<T, D, W>& y,
-                                               LaneVec<T, D, W>& y1, LaneVec<T, D, W>*) {
-        y1 = y;
-        symplectic_step<Method>(lanes, y1, dt[0]);
+    FASTODE_HD FASTODE_INLINE static void advance(const Lanes& lanes, T, T dt,
+                                                  const LaneVec<T, D, W>& y,
+                                                  LaneVec<T, D, W>& y1) {
+        for (int l = 0; l < W; ++l) {
+            T yl[D];
+            load_lane(y, l, yl);
+            symplectic_step<Method>(lanes, l, yl, dt);
+            store_lane(yl, l, y1);
+        }
     }
 };
 
-template <class Stepper>
-struct StageCount {
-    static constexpr int value = 1;
-};
-template <class Tab>
-struct StageCount<RKStep<Tab>> {
-    static constexpr int value = Tab::stages;
-};
+/// True when every component of every lane is finite: x - x is 0 for finite
+/// x and NaN for NaN and infinity, and a sum with a NaN term is NaN.
+template <class T, int D, int W>
+FASTODE_HD FASTODE_INLINE bool block_is_finite(const LaneVec<T, D, W>& y) {
+    T probe = T(0);
+    FASTODE_SIMD_SUM(probe)
+    for (int e = 0; e < D * W; ++e) probe += y.v[e] - y.v[e];
+    return probe == T(0);
+}
+
+/// Stores the outputs of a fixed step [ta, tb] for every active lane; returns
+/// the evaluations of f spent on the derivatives at both ends.
+template <class Lanes, class T, int D, int W>
+FASTODE_HD int write_fixed_outputs(const Lanes& lanes, const Problem<T>& prob,
+                                   const Results<T>& res, index_t first, int count, T ta,
+                                   T tb, const LaneVec<T, D, W>& y,
+                                   const LaneVec<T, D, W>& y1, LaneState<T, W>& st) {
+    LaneVec<T, D, W> fa, fb;
+    T t[W];
+    for (int l = 0; l < W; ++l) t[l] = ta;
+    block_rhs(lanes, t, y, fa);
+    for (int l = 0; l < W; ++l) t[l] = tb;
+    block_rhs(lanes, t, y1, fb);
+    for (int l = 0; l < count; ++l) {
+        if (st.active[l]) {
+            write_outputs(prob, res, first + l, l, ta, tb, y, fa, y1, fb, st.n_written[l]);
+        }
+    }
+    return 2;
+}
+
+/// Fixed-step runs look for non-finite states once per this many steps. A
+/// trajectory that fails reports the step and time of that check, at most
+/// this many steps after the failure.
+constexpr index_t FINITE_CHECK_INTERVAL = 8;
 
 /// Advances a block with a fixed step: every lane shares the time grid
-/// t0 + k dt, so the lanes stay in lock step.
+/// t0 + k dt, so the lanes stay in lock step and share their step counters.
 template <class Stepper, class Sys, class T, int W>
 FASTODE_HD void fixed_block(const Sys& sys, const Problem<T>& prob, const Results<T>& res,
                             index_t first, int count) {
     constexpr int D = Sys::dim;
-    using Vec = LaneVec<T, D, W>;
     typename Sys::template Lanes<W> lanes;
     lanes.load(sys, first, count);
 
-    Vec y, y1, fa, fb;
-    Vec k[StageCount<Stepper>::value];
+    LaneVec<T, D, W> y, y1;
     LaneState<T, W> st;
     start_block(prob, first, count, y, st);
     write_initial_outputs(prob, res, first, count, y, st);
 
     const index_t n = fixed_step_count(prob);
+    const T direction = prob.direction();
     // Every lane shares the grid, so one index tracks the next output time.
     index_t next_out = st.n_written[0];
-    T t[W], dt[W];
-    for (index_t step = 0; step < n && st.any_active(); ++step) {
-        if (step >= prob.max_steps) {
-            for (int l = 0; l < W; ++l) {
-                if (st.active[l]) st.fail(l, MAX_STEPS);
-            }
-            break;
-        }
+    index_t steps = 0, evals = 0;
+    bool any_active = st.any_active();
+    for (; steps < n && steps < prob.max_steps && any_active; ++steps) {
+        const T ta = fixed_step_time(prob, steps, n);
+        const T tb = fixed_step_time(prob, steps + 1, n);
+        Stepper::advance(lanes, ta, tb - ta, y, y1);
+        evals += Stepper::evals;
 
-        const T ta = fixed_step_time(prob, step, n);
-        const T tb = fixed_step_time(prob, step + 1, n);
-        for (int l = 0; l < W; ++l) {
-            t[l] = ta;
-            dt[l] = tb - ta;
-        }
-        Stepper::step(lanes, t, dt, y, y1, k);
-        st.count_rhs(Stepper::evals);
-
-        // Dense output needs f at both ends of the step.
-        if (next_out < prob.n_eval && reached(prob.t_eval[next_out], tb, prob.direction())) {
-            lanes.rhs(t, y, fa);
-            for (int l = 0; l < W; ++l) t[l] = tb;
-            lanes.rhs(t, y1, fb);
-            st.count_rhs(2);
-            for (int l = 0; l < count; ++l) {
-                if (st.active[l]) {
-                    write_outputs(prob, res, first + l, l, ta, tb, y, fa, y1, fb,
-                                  st.n_written[l]);
-                }
-            }
-            while (next_out < prob.n_eval && reached(prob.t_eval[next_out], tb, prob.direction())) {
+        if (next_out < prob.n_eval && reached(prob.t_eval[next_out], tb, direction)) {
+            evals += write_fixed_outputs(lanes, prob, res, first, count, ta, tb, y, y1, st);
+            while (next_out < prob.n_eval && reached(prob.t_eval[next_out], tb, direction)) {
                 ++next_out;
             }
         }
 
         y = y1;
+        // NaN and infinity persist through later steps, so checking every few
+        // steps finds every failure at a fraction of the cost of each step.
+        const bool check = (steps + 1) % FINITE_CHECK_INTERVAL == 0 || steps + 1 == n;
+        if (!check || block_is_finite(y)) continue;
         for (int l = 0; l < W; ++l) {
-            if (!st.active[l]) continue;
-            st.n_steps[l] += 1;
-            st.n_accepted[l] += 1;
+            if (!st.active[l] || lane_is_finite(y, l)) continue;
+            st.fail(l, NON_FINITE);
+            st.n_steps[l] = st.n_accepted[l] = steps + 1;
+            st.n_rhs[l] = evals;
             st.t[l] = tb;
-            if (!lane_is_finite(y, l)) st.fail(l, NON_FINITE);
         }
+        any_active = st.any_active();
+    }
+
+    const bool finished = steps == n;
+    for (int l = 0; l < W; ++l) {
+        if (!st.active[l]) continue;
+        st.n_steps[l] = st.n_accepted[l] = steps;
+        st.n_rhs[l] = evals;
+        st.t[l] = fixed_step_time(prob, steps, n);
+        if (!finished) st.fail(l, MAX_STEPS);
     }
     finish_block(prob, res, first, count, y, st);
 }
@@ -390,7 +585,7 @@ FASTODE_HD void initial_step(const Lanes& lanes, const Problem<T>& prob,
         t[l] = prob.t0 + direction * h0[l];
         for (int i = 0; i < D; ++i) work_y(i, l) = y(i, l) + direction * h0[l] * f0(i, l);
     }
-    lanes.rhs(t, work_y, work_f);
+    block_rhs(lanes, t, work_y, work_f);
 
     const T exponent = T(1) / T(Tab::error_order + 1);
     for (int l = 0; l < W; ++l) {
@@ -423,8 +618,10 @@ FASTODE_HD void adaptive_block(const Sys& sys, const Problem<T>& prob,
     typename Sys::template Lanes<W> lanes;
     lanes.load(sys, first, count);
 
-    Vec y, y1;
-    Vec k[S];
+    Vec y, y1, k0, k_last;
+    // Every stage of the last step, for the method's own dense output.
+    Vec k_all[Tab::dense ? S : 1];
+    Vec* k_dense = Tab::dense && prob.n_eval > 0 ? k_all : nullptr;
     LaneState<T, W> st;
     start_block(prob, first, count, y, st);
     write_initial_outputs(prob, res, first, count, y, st);
@@ -437,16 +634,15 @@ FASTODE_HD void adaptive_block(const Sys& sys, const Problem<T>& prob,
 
     T dt[W], dt_try[W], norm[W];
     ControllerState<T> ctrl[W];
-    bool last_non_finite[W];
-    lanes.rhs(st.t, y, k[0]);
+    block_rhs(lanes, st.t, y, k0);
     st.count_rhs(1);
     if (prob.dt > T(0)) {
-        for (int l = 0; l < W; ++l) dt[l] = direction * math::min(prob.dt, math::fabs(prob.t1 - prob.t0));
+        const T span = math::fabs(prob.t1 - prob.t0);
+        for (int l = 0; l < W; ++l) dt[l] = direction * math::min(prob.dt, span);
     } else {
-        initial_step<Tab>(lanes, prob, y, k[0], y1, k[1], dt);
+        initial_step<Tab>(lanes, prob, y, k0, y1, k_last, dt);
         st.count_rhs(1);
     }
-    for (int l = 0; l < W; ++l) last_non_finite[l] = false;
 
     while (st.any_active()) {
         // Clip the step so that no stage is evaluated past t1.
@@ -454,25 +650,28 @@ FASTODE_HD void adaptive_block(const Sys& sys, const Problem<T>& prob,
             const bool past = direction * (st.t[l] + dt[l] - prob.t1) >= T(0);
             dt_try[l] = past ? prob.t1 - st.t[l] : dt[l];
         }
-        rk_stages<Tab>(lanes, st.t, dt_try, y, k, y1);
+        embedded_step<Tab>(lanes, prob, st.t, dt_try, y, k0, y1, k_last, norm, k_dense);
         st.count_rhs(S - 1);
-        error_norm<Tab>(prob, dt_try, y, k, y1, norm);
 
         for (int l = 0; l < W; ++l) {
             if (!st.active[l]) continue;
             st.n_steps[l] += 1;
             const bool finite = math::isfinite(norm[l]) && lane_is_finite(y1, l);
-            last_non_finite[l] = !finite;
             T factor;
             if (finite && norm[l] <= T(1)) {
                 const bool at_end = direction * (st.t[l] + dt[l] - prob.t1) >= T(0);
                 const T t_new = at_end ? prob.t1 : st.t[l] + dt_try[l];
                 if (l < count) {
-                    write_outputs(prob, res, first + l, l, st.t[l], t_new, y, k[0], y1,
-                                  k[S - 1], st.n_written[l]);
+                    if constexpr (Tab::dense) {
+                        write_dense_outputs<Tab>(prob, res, first + l, l, st.t[l], t_new, y,
+                                                 k_all, y1, st.n_written[l]);
+                    } else {
+                        write_outputs(prob, res, first + l, l, st.t[l], t_new, y, k0, y1,
+                                      k_last, st.n_written[l]);
+                    }
                 }
                 copy_lane(y, y1, l);
-                copy_lane(k[0], k[S - 1], l);
+                copy_lane(k0, k_last, l);
                 st.t[l] = t_new;
                 st.n_accepted[l] += 1;
                 factor = step_factor(norm[l], Tab::error_order, prob.controller, ctrl[l]);
@@ -493,7 +692,7 @@ FASTODE_HD void adaptive_block(const Sys& sys, const Problem<T>& prob,
             dt[l] = dt_try[l] * factor;
 
             if (!(math::fabs(dt[l]) >= min_step(st.t[l], direction))) {
-                st.fail(l, last_non_finite[l] ? NON_FINITE : STEP_TOO_SMALL);
+                st.fail(l, finite ? STEP_TOO_SMALL : NON_FINITE);
             } else if (st.n_steps[l] >= prob.max_steps) {
                 st.fail(l, MAX_STEPS);
             }

@@ -45,18 +45,19 @@ FASTODE_COMPOSITION(Yoshida4, yoshida4, 3, 4)
 FASTODE_COMPOSITION(Yoshida6, yoshida6, 7, 6)
 #undef FASTODE_COMPOSITION
 
-/// Advances y = (q, p) by one step of `Method`.
-template <class Method, class Lanes, class Vec, class T>
-FASTODE_HD FASTODE_INLINE void symplectic_step(const Lanes& lanes, Vec& y, T dt) {
+/// Advances the state y = (q, p) of lane l by one step of `Method`.
+template <class Method, class Lanes, class T>
+FASTODE_HD FASTODE_INLINE void symplectic_step(const Lanes& lanes, int l, T* y, T dt) {
     if constexpr (Method::substeps == 0) {
-        lanes.kick(y, dt);
-        lanes.drift(y, dt);
+        lanes.kick(l, y, dt);
+        lanes.drift(l, y, dt);
     } else {
-        lanes.kick(y, T(0.5 * Method::w(0)) * dt);
+        lanes.kick(l, y, T(0.5 * Method::w(0)) * dt);
+        FASTODE_UNROLL
         for (int i = 0; i < Method::substeps; ++i) {
-            lanes.drift(y, T(Method::w(i)) * dt);
+            lanes.drift(l, y, T(Method::w(i)) * dt);
             const double next = i + 1 < Method::substeps ? Method::w(i + 1) : 0.0;
-            lanes.kick(y, T(0.5 * (Method::w(i) + next)) * dt);
+            lanes.kick(l, y, T(0.5 * (Method::w(i) + next)) * dt);
         }
     }
 }

@@ -1,8 +1,10 @@
 // Built-in right-hand sides, written once for the CPU lanes and GPU threads.
 //
 // Each system is a plain struct of parameter views (`Param`) with a nested
-// `Lanes<W>` that copies the parameters of W trajectories into registers and
-// evaluates dy = f(t, y) for all of them at once.
+// `Lanes<W>` that copies the parameters of W trajectories into arrays indexed
+// by lane and evaluates dy = f(t, y) for one lane l at a time. The drivers
+// call `rhs(l, ...)` inside a loop over lanes that the compiler vectorizes,
+// so one SIMD lane advances one trajectory.
 #pragma once
 
 #include "lanes.hpp"
@@ -19,6 +21,7 @@ struct Linear {
 
     template <int W>
     struct Lanes {
+        static constexpr bool per_lane = true;
         T A[D * D][W];
         T b[D][W];
 
@@ -30,53 +33,47 @@ struct Linear {
             }
         }
 
-        FASTODE_HD FASTODE_INLINE void rhs(const T*, const LaneVec<T, D, W>& y,
-                                           LaneVec<T, D, W>& dy) const {
+        FASTODE_HD FASTODE_INLINE void rhs(int l, T, const T* y, T* dy) const {
+            FASTODE_UNROLL
             for (int i = 0; i < D; ++i) {
-                FASTODE_SIMD
-                for (int l = 0; l < W; ++l) {
-                    T acc = b[i][l];
-                    for (int j = 0; j < D; ++j) acc += A[i * D + j][l] * y(j, l);
-                    dy(i, l) = acc;
-                }
+                T acc = b[i][l];
+                FASTODE_UNROLL
+                for (int j = 0; j < D; ++j) acc += A[i * D + j][l] * y[j];
+                dy[i] = acc;
             }
         }
     };
 };
 
 /// x'' + b x' + k x = force cos(omega t), as the first-order system (x, v).
-template <class T>
+///
+/// `Forced = false` drops the forcing term. The CPU core uses it when every
+/// force is zero, because the call to cos() keeps the lane loop from
+/// vectorizing.
+template <class T, bool Forced = true>
 struct Oscillator {
     static constexpr int dim = 2;
     Param<T> k, b, force, omega;
 
     template <int W>
     struct Lanes {
+        static constexpr bool per_lane = true;
         T k[W], b[W], force[W], omega[W];
-        // Skipping cos() for an unforced block keeps the loop vectorizable.
-        bool forced;
 
         FASTODE_HD void load(const Oscillator& sys, index_t first, int count) {
-            forced = false;
             for (int l = 0; l < W; ++l) {
                 const index_t n = lane_source(first, count, l);
                 k[l] = sys.k.at(n);
                 b[l] = sys.b.at(n);
                 force[l] = sys.force.at(n);
                 omega[l] = sys.omega.at(n);
-                forced = forced || force[l] != T(0);
             }
         }
 
-        FASTODE_HD FASTODE_INLINE void rhs(const T* t, const LaneVec<T, 2, W>& y,
-                                           LaneVec<T, 2, W>& dy) const {
-            FASTODE_SIMD
-            for (int l = 0; l < W; ++l) {
-                dy(0, l) = y(1, l);
-                dy(1, l) = -k[l] * y(0, l) - b[l] * y(1, l);
-            }
-            if (!forced) return;
-            for (int l = 0; l < W; ++l) dy(1, l) += force[l] * math::cos(omega[l] * t[l]);
+        FASTODE_HD FASTODE_INLINE void rhs(int l, T t, const T* y, T* dy) const {
+            dy[0] = y[1];
+            dy[1] = -k[l] * y[0] - b[l] * y[1];
+            if constexpr (Forced) dy[1] += force[l] * math::cos(omega[l] * t);
         }
     };
 };
@@ -89,6 +86,7 @@ struct Lorenz {
 
     template <int W>
     struct Lanes {
+        static constexpr bool per_lane = true;
         T sigma[W], rho[W], beta[W];
 
         FASTODE_HD void load(const Lorenz& sys, index_t first, int count) {
@@ -100,15 +98,10 @@ struct Lorenz {
             }
         }
 
-        FASTODE_HD FASTODE_INLINE void rhs(const T*, const LaneVec<T, 3, W>& y,
-                                           LaneVec<T, 3, W>& dy) const {
-            FASTODE_SIMD
-            for (int l = 0; l < W; ++l) {
-                const T x = y(0, l), u = y(1, l), z = y(2, l);
-                dy(0, l) = sigma[l] * (u - x);
-                dy(1, l) = x * (rho[l] - z) - u;
-                dy(2, l) = x * u - beta[l] * z;
-            }
+        FASTODE_HD FASTODE_INLINE void rhs(int l, T, const T* y, T* dy) const {
+            dy[0] = sigma[l] * (y[1] - y[0]);
+            dy[1] = y[0] * (rho[l] - y[2]) - y[1];
+            dy[2] = y[0] * y[1] - beta[l] * y[2];
         }
     };
 };
@@ -116,26 +109,22 @@ struct Lorenz {
 // --- separable Hamiltonians H = |p|^2 / (2 m) + V(q) ------------------------
 //
 // The state is y = (q, p) with `dof` coordinates each. A potential supplies
-// grad(V); `Hamiltonian` turns it into both the first-order right-hand side
+// grad V; `Hamiltonian` turns it into both the first-order right-hand side
 // for Runge-Kutta methods and the kick and drift of symplectic methods.
 
 /// V = k q^2 / 2.
 template <class T>
 struct HarmonicPotential {
     static constexpr int dof = 1;
-    template <int W>
-    FASTODE_HD static FASTODE_INLINE void grad(const T* k, const T* q, T* g, int l) {
-        g[l] = k[l] * q[l];
-    }
+    FASTODE_HD static FASTODE_INLINE void grad(T k, const T* q, T* g) { g[0] = k * q[0]; }
 };
 
 /// V = k (1 - cos q), the pendulum with k = g / L.
 template <class T>
 struct PendulumPotential {
     static constexpr int dof = 1;
-    template <int W>
-    FASTODE_HD static FASTODE_INLINE void grad(const T* k, const T* q, T* g, int l) {
-        g[l] = k[l] * math::sin(q[l]);
+    FASTODE_HD static FASTODE_INLINE void grad(T k, const T* q, T* g) {
+        g[0] = k * math::sin(q[0]);
     }
 };
 
@@ -143,25 +132,21 @@ struct PendulumPotential {
 template <class T>
 struct KeplerPotential {
     static constexpr int dof = 2;
-    template <int W>
-    FASTODE_HD static FASTODE_INLINE void grad(const T* k, const T* q, T* g, int l) {
-        const T x = q[l], y = q[W + l];
-        const T r2 = x * x + y * y;
-        const T inv_r3 = T(1) / (r2 * math::sqrt(r2));
-        g[l] = k[l] * x * inv_r3;
-        g[W + l] = k[l] * y * inv_r3;
+    FASTODE_HD static FASTODE_INLINE void grad(T k, const T* q, T* g) {
+        const T r2 = q[0] * q[0] + q[1] * q[1];
+        const T k_over_r3 = k / (r2 * math::sqrt(r2));
+        g[0] = k_over_r3 * q[0];
+        g[1] = k_over_r3 * q[1];
     }
 };
 
-/// V = (x^2 + y^2) / 2 + k (x^2 y - y^3 / 3), Henon and Heiles (1964) for k = 1.
+/// V = (x^2 + y^2) / 2 + k (x^2 y - y^3 / 3); Henon and Heiles (1964) is k = 1.
 template <class T>
 struct HenonHeilesPotential {
     static constexpr int dof = 2;
-    template <int W>
-    FASTODE_HD static FASTODE_INLINE void grad(const T* k, const T* q, T* g, int l) {
-        const T x = q[l], y = q[W + l];
-        g[l] = x + k[l] * T(2) * x * y;
-        g[W + l] = y + k[l] * (x * x - y * y);
+    FASTODE_HD static FASTODE_INLINE void grad(T k, const T* q, T* g) {
+        g[0] = q[0] + k * T(2) * q[0] * q[1];
+        g[1] = q[1] + k * (q[0] * q[0] - q[1] * q[1]);
     }
 };
 
@@ -173,6 +158,7 @@ struct Hamiltonian {
 
     template <int W>
     struct Lanes {
+        static constexpr bool per_lane = true;
         T k[W], inv_mass[W];
 
         FASTODE_HD void load(const Hamiltonian& sys, index_t first, int count) {
@@ -183,41 +169,27 @@ struct Hamiltonian {
             }
         }
 
-        /// g = grad V(q), where q is the first `dof` rows of y.
-        FASTODE_HD FASTODE_INLINE void grad_potential(const LaneVec<T, dim, W>& y,
-                                                      T* g) const {
-            FASTODE_SIMD
-            for (int l = 0; l < W; ++l) Potential::template grad<W>(k, y.v, g, l);
-        }
-
         /// p -= dt grad V(q)
-        FASTODE_HD FASTODE_INLINE void kick(LaneVec<T, dim, W>& y, T dt) const {
-            T g[dof * W];
-            grad_potential(y, g);
-            for (int i = 0; i < dof; ++i) {
-                FASTODE_SIMD
-                for (int l = 0; l < W; ++l) y(dof + i, l) -= dt * g[i * W + l];
-            }
+        FASTODE_HD FASTODE_INLINE void kick(int l, T* y, T dt) const {
+            T g[dof];
+            Potential::grad(k[l], y, g);
+            FASTODE_UNROLL
+            for (int i = 0; i < dof; ++i) y[dof + i] -= dt * g[i];
         }
 
         /// q += dt p / m
-        FASTODE_HD FASTODE_INLINE void drift(LaneVec<T, dim, W>& y, T dt) const {
-            for (int i = 0; i < dof; ++i) {
-                FASTODE_SIMD
-                for (int l = 0; l < W; ++l) y(i, l) += dt * inv_mass[l] * y(dof + i, l);
-            }
+        FASTODE_HD FASTODE_INLINE void drift(int l, T* y, T dt) const {
+            FASTODE_UNROLL
+            for (int i = 0; i < dof; ++i) y[i] += dt * inv_mass[l] * y[dof + i];
         }
 
-        FASTODE_HD FASTODE_INLINE void rhs(const T*, const LaneVec<T, dim, W>& y,
-                                           LaneVec<T, dim, W>& dy) const {
-            T g[dof * W];
-            grad_potential(y, g);
+        FASTODE_HD FASTODE_INLINE void rhs(int l, T, const T* y, T* dy) const {
+            T g[dof];
+            Potential::grad(k[l], y, g);
+            FASTODE_UNROLL
             for (int i = 0; i < dof; ++i) {
-                FASTODE_SIMD
-                for (int l = 0; l < W; ++l) {
-                    dy(i, l) = inv_mass[l] * y(dof + i, l);
-                    dy(dof + i, l) = -g[i * W + l];
-                }
+                dy[i] = inv_mass[l] * y[dof + i];
+                dy[dof + i] = -g[i];
             }
         }
     };

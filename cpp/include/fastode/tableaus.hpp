@@ -79,6 +79,23 @@ FASTODE_TABLE double dopri5_b_err[7] = {
 FASTODE_TABLE double dopri5_c[7] = {0.0, 1.0 / 5.0, 3.0 / 10.0, 4.0 / 5.0,
                                     8.0 / 9.0, 1.0, 1.0};
 
+// Shampine (1986), Math. Comp. 46(173), 135-150: the continuous extension of
+// dopri5. b_j(theta) = sum_m dopri5_dense[j][m] theta^(m+1), fourth order.
+FASTODE_TABLE double dopri5_dense[7][4] = {
+    {1.0, -8048581381.0 / 2820520608.0, 8663915743.0 / 2820520608.0,
+     -12715105075.0 / 11282082432.0},
+    {0.0, 0.0, 0.0, 0.0},
+    {0.0, 131558114200.0 / 32700410799.0, -68118460800.0 / 10900136933.0,
+     87487479700.0 / 32700410799.0},
+    {0.0, -1754552775.0 / 470086768.0, 14199869525.0 / 1410260304.0,
+     -10690763975.0 / 1880347072.0},
+    {0.0, 127303824393.0 / 49829197408.0, -318862633887.0 / 49829197408.0,
+     701980252875.0 / 199316789632.0},
+    {0.0, -282668133.0 / 205662961.0, 2019193451.0 / 616988883.0,
+     -1453857185.0 / 822651844.0},
+    {0.0, 40617522.0 / 29380423.0, -110615467.0 / 29380423.0, 69997945.0 / 29380423.0},
+};
+
 // Tsitouras (2011), Comput. Math. Appl. 62(2), 770-775, Table 1; error
 // weights as tabulated in OrdinaryDiffEq.jl's Tsit5 (b - b_hat).
 // clang-format off
@@ -107,15 +124,17 @@ FASTODE_TABLE double tsit5_c[7] = {0.0, 0.161, 0.327, 0.9, 0.9800255409045097, 1
         static constexpr int order = p;                                              \
         static constexpr int error_order = 0;                                        \
         static constexpr bool adaptive = false;                                      \
+        static constexpr bool dense = false;                                         \
         FASTODE_HD static constexpr double a(int i, int j) { return prefix##_a[i][j]; } \
         FASTODE_HD static constexpr double b(int i) { return prefix##_b[i]; }      \
         FASTODE_HD static constexpr double b_err(int) { return 0.0; }              \
         FASTODE_HD static constexpr double c(int i) { return prefix##_c[i]; }      \
     };
 
-#define FASTODE_EMBEDDED_TABLEAU(Name, prefix, S, p, q)                              \
+#define FASTODE_EMBEDDED_TABLEAU(Name, prefix, S, p, q, has_dense)                   \
     struct Name {                                                                    \
         static constexpr int stages = S;                                             \
+        static constexpr bool dense = has_dense;                                     \
         static constexpr int order = p;                                              \
         static constexpr int error_order = q;                                        \
         static constexpr bool adaptive = true;                                       \
@@ -129,12 +148,50 @@ FASTODE_FIXED_TABLEAU(Euler, euler, 1, 1)
 FASTODE_FIXED_TABLEAU(Midpoint, midpoint, 2, 2)
 FASTODE_FIXED_TABLEAU(Heun, heun, 2, 2)
 FASTODE_FIXED_TABLEAU(RK4, rk4, 4, 4)
-FASTODE_EMBEDDED_TABLEAU(BS3, bs3, 4, 3, 2)
-FASTODE_EMBEDDED_TABLEAU(Dopri5, dopri5, 7, 5, 4)
-FASTODE_EMBEDDED_TABLEAU(Tsit5, tsit5, 7, 5, 4)
+// bs3 has no interpolant of its own: the cubic Hermite one is its natural
+// third-order dense output.
+FASTODE_EMBEDDED_TABLEAU(BS3, bs3, 4, 3, 2, false)
+FASTODE_EMBEDDED_TABLEAU(Dopri5, dopri5, 7, 5, 4, true)
+FASTODE_EMBEDDED_TABLEAU(Tsit5, tsit5, 7, 5, 4, true)
 
 #undef FASTODE_FIXED_TABLEAU
 #undef FASTODE_EMBEDDED_TABLEAU
+
+/// Weight b_j(theta) of stage j in the dense output
+/// y(t + theta dt) = y + dt sum_j b_j(theta) k_j.
+template <class T>
+FASTODE_HD FASTODE_INLINE T dense_weight(Dopri5, int j, T theta) {
+    const double* p = dopri5_dense[j];
+    return theta * (T(p[0]) + theta * (T(p[1]) + theta * (T(p[2]) + theta * T(p[3]))));
+}
+
+// Tsitouras (2011), the continuous extension of Tsit5, in the factored form
+// that OrdinaryDiffEq.jl tabulates; fourth order, and b_j(1) = b_j.
+template <class T>
+FASTODE_HD FASTODE_INLINE T dense_weight(Tsit5, int j, T theta) {
+    const T t = theta;
+    const T t2 = t * t;
+    switch (j) {
+        case 0:
+            return T(-1.0530884977290216) * t * (t - T(1.3299890189751412)) *
+                   (t2 - T(1.4364028541716351) * t + T(0.7139816917074209));
+        case 1:
+            return T(0.1017) * t2 * (t2 - T(2.1966568338249754) * t + T(1.2949852507374631));
+        case 2:
+            return T(2.490627285651252793) * t2 *
+                   (t2 - T(2.38535645472061657) * t + T(1.57803468208092486));
+        case 3:
+            return T(-16.54810288924490272) * (t - T(1.21712927295533244)) *
+                   (t - T(0.61620406037800089)) * t2;
+        case 4:
+            return T(47.37952196281928122) * (t - T(1.203071208372362603)) *
+                   (t - T(0.658047292653547382)) * t2;
+        case 5:
+            return T(-34.87065786149660974) * (t - T(1.2)) * (t - T(0.666666666666666667)) * t2;
+        default:
+            return T(2.5) * (t - T(1)) * (t - T(0.6)) * t2;
+    }
+}
 
 /// True when the last stage is evaluated at the new solution (first same as
 /// last), so its derivative starts the next step for free.
