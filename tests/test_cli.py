@@ -108,6 +108,11 @@ def test_demo_stability_matches_eigenvalues(demo_output):
     assert observed[0] < 1 < observed[1]
 
 
+def test_demo_stability_verdicts(demo_output):
+    verdicts = re.findall(r"fastode.stability: ([a-z ]+),", demo_output)
+    assert verdicts == ["asymptotically stable", "unstable"]
+
+
 def test_demo_energy_drift_small(demo_output):
     match = re.search(r"max relative energy drift (\S+)", demo_output)
     assert match is not None
@@ -130,6 +135,9 @@ def test_info_lists_methods_and_backends():
         assert method in result.stdout
     assert re.search(r"^numba: ", result.stdout, re.MULTILINE)
     assert re.search(r"^cupy: ", result.stdout, re.MULTILINE)
+    assert re.search(r"^GPU: ", result.stdout, re.MULTILINE)
+    for backend in ("cpp", "numba", "numba-cuda", "cupy"):
+        assert re.search(rf"^  {backend} ", result.stdout, re.MULTILINE)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["demo", "--help"], ["info", "--help"]])

@@ -12,6 +12,7 @@ import sys
 import time
 
 from . import __version__, _core
+from ._cupy import gpu_info
 from ._demo import ATOL, DT, RTOL, T1, CaseResult, run_cases
 from ._systems import POTENTIALS
 from ._validation import METHODS
@@ -149,6 +150,15 @@ def _import_status(name: str) -> str:
     return f"{getattr(module, '__version__', 'unknown version')} (imports)"
 
 
+def _gpu_status() -> str:
+    info = gpu_info()
+    if not info["available"]:
+        return f"not available ({info['problem']})"
+    return ", ".join(
+        f"{row['name']} (cc {row['compute_capability']})" for row in info["devices"]
+    )
+
+
 def _run_info(args: argparse.Namespace) -> int:
     print(f"fastode {__version__}")
     print(f"OpenMP threads: {_core.max_threads()}")
@@ -157,13 +167,20 @@ def _run_info(args: argparse.Namespace) -> int:
         names = [name for name, k in METHODS.items() if k == kind]
         print(f"  {kind:<11} {', '.join(names)}")
     print("systems:")
-    print("  Linear       dy/dt = A y + b, 1 <= d <= 8 on the C++ core")
-    print("  Oscillator   x'' + b x' + k x = force cos(omega t)")
-    print("  Lorenz       sigma, rho, beta")
-    print(f"  Hamiltonian  separable; potentials {', '.join(POTENTIALS)}")
-    print("backends: cpp (built)")
+    print("  Linear        dy/dt = A y + b, 1 <= d <= 8 on the C++ core")
+    print("  Oscillator    x'' + b x' + k x = force cos(omega t)")
+    print("  Lorenz        sigma, rho, beta")
+    print(f"  Hamiltonian   separable; potentials {', '.join(POTENTIALS)}")
+    print("  MLP           neural-ODE field, 1 <= d <= 8, hidden widths up to 256")
+    print("  fastode.ode   a Python right-hand side compiled by Numba")
+    print("backends:")
+    print("  cpp           built-in systems on the CPU (compiled into this install)")
+    print("  numba         fastode.ode systems on the CPU, needs numba")
+    print("  numba-cuda    fastode.ode systems on an NVIDIA GPU, needs numba-cuda")
+    print("  cupy          built-in systems on an NVIDIA GPU, needs CuPy")
     print(f"numba: {_import_status('numba')}")
     print(f"cupy: {_import_status('cupy')}")
+    print(f"GPU: {_gpu_status()}")
     return 0
 
 

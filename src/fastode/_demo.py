@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._analysis import stability
 from ._solve import solve
 from ._systems import Hamiltonian, Linear, Oscillator
 
@@ -214,8 +215,8 @@ STABILITY_MATRICES = {
 def linear_stability(n, threads, rng) -> Iterator[CaseResult]:
     """Integrate a stable and an unstable dx/dt = A x.
 
-    The note compares the growth of |x| with e^(max Re λ t), where λ are the
-    eigenvalues of A.
+    The note gives the verdict of `fastode.stability` and compares the growth
+    of |x| with e^(max Re λ t), where λ are the eigenvalues of A.
     """
     for label, A in STABILITY_MATRICES.items():
         x0 = rng.normal(size=(n, 2))
@@ -226,12 +227,15 @@ def linear_stability(n, threads, rng) -> Iterator[CaseResult]:
         propagator = (vectors * np.exp(eigenvalues * T1)) @ np.linalg.inv(vectors)
         exact = x0 @ propagator.real.T
         # A is normal here, so |x(t)| = e^(Re λ t) |x0| exactly for every x0.
-        predicted = np.exp(eigenvalues.real.max() * T1)
+        analysis = stability(A)
+        abscissa = float(analysis.spectral_abscissa)
+        predicted = np.exp(abscissa * T1)
         ratio = np.median(np.linalg.norm(sol.y, axis=1) / np.linalg.norm(x0, axis=1))
         trend = "grows" if ratio > 1 else "decays"
         note = (
-            f"max Re(lambda) = {eigenvalues.real.max():+.1f}: median |x(t)|/|x0| = "
-            f"{ratio:.4g} ({trend}), exp(max Re(lambda) t) = {predicted:.4g}"
+            f"fastode.stability: {analysis.verdict}, max Re(lambda) = {abscissa:+.1f}; "
+            f"median |x(t)|/|x0| = {ratio:.4g} ({trend}), "
+            f"exp(max Re(lambda) t) = {predicted:.4g}"
         )
         name = f"{label} linear system, dx/dt = A x"
         yield _result(name, "rk4", sol, wall, exact, note)
