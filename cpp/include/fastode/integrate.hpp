@@ -1,9 +1,9 @@
 // Drivers that advance one block of W trajectories from t0 to t1.
 //
-// The CPU core calls them with W = 8 or 16 lanes per block, one block per
-// OpenMP task. The GPU calls them with W = 1, one trajectory per thread.
-// Lanes never exchange data, so a trajectory's result does not depend on
-// which block, thread or batch it ran in.
+// The CPU core calls them with W = 32 (float64) or 64 (float32) lanes per
+// block, one block per OpenMP task. The GPU calls them with W = 1, one
+// trajectory per thread. Lanes never exchange data, so a trajectory's result
+// does not depend on which block, thread or batch it ran in.
 #pragma once
 
 #include "controller.hpp"
@@ -17,7 +17,7 @@ namespace fastode {
 template <class T>
 struct Problem {
     T t0 = 0, t1 = 0;
-    T dt = 0;  // magnitude of the fixed step; for adaptive methods, of the first step (0: automatic)
+    T dt = 0;  // fixed step size, or the first adaptive step (0 picks it)
     T rtol = 0, atol = 0;
     index_t max_steps = 0;
     int controller = CONTROLLER_I;
