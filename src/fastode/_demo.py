@@ -16,6 +16,7 @@ import numpy as np
 from ._analysis import stability
 from ._solve import solve
 from ._systems import Hamiltonian, Linear, Oscillator
+from ._validation import METHODS
 
 __all__ = ["CaseResult", "run_cases"]
 
@@ -60,7 +61,7 @@ def _timed_solve(system, y0, method, threads, **options):
 
 
 def _method_options(method: str) -> dict:
-    if method in ("dopri5", "tsit5", "bs3"):
+    if METHODS[method] == "adaptive":
         return {"rtol": RTOL, "atol": ATOL}
     return {"dt": DT}
 
