@@ -35,13 +35,18 @@ GROWTH = re.compile(r"median \|x\(t\)\|/\|x0\| = (\S+) .*= (\S+)$")
 
 def run_cli(*args, timeout=300):
     """Run ``python -m fastode ARGS`` against the fastode that pytest imported."""
+    return run_python("-m", "fastode", *args, timeout=timeout)
+
+
+def run_python(*args, timeout=300):
+    """Run ``python ARGS`` with the fastode that pytest imported first on the path."""
     package_root = str(Path(fastode.__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [package_root, env.get("PYTHONPATH")])
     )
     return subprocess.run(
-        [sys.executable, "-m", "fastode", *args],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -117,6 +122,21 @@ def test_demo_energy_drift_small(demo_output):
     match = re.search(r"max relative energy drift (\S+)", demo_output)
     assert match is not None
     assert float(match[1]) < 1e-5
+
+
+def test_demo_runs_without_optional_packages():
+    # `pip install .` brings only NumPy; a None entry in sys.modules makes
+    # every import of that package raise ImportError.
+    code = (
+        "import sys\n"
+        "for name in ('scipy', 'numba', 'cupy'):\n"
+        "    sys.modules[name] = None\n"
+        "from fastode.__main__ import main\n"
+        "sys.exit(main(['demo', '--n', '30']))\n"
+    )
+    result = run_python("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert sorted(parse_rows(result.stdout)) == sorted(ERROR_BOUNDS)
 
 
 def test_demo_rejects_too_few_trajectories():
