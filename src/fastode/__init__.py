@@ -10,7 +10,7 @@ from ._analysis import (
     stability,
 )
 from ._neural import MLP, cnf, log_prob, neural_ode
-from ._solution import IntegrationError, Solution, Status
+from ._solution import IntegrationError, Solution, Status, StiffnessWarning
 from ._solve import solve
 from ._systems import Hamiltonian, Linear, Lorenz, Oscillator, System
 from ._user import UserSystem, ode, ode_hamiltonian
@@ -29,6 +29,7 @@ __all__ = [
     "Solution",
     "Stability",
     "Status",
+    "StiffnessWarning",
     "System",
     "UserSystem",
     "cnf",

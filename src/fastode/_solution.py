@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["IntegrationError", "Solution", "Status"]
+__all__ = ["IntegrationError", "Solution", "Status", "StiffnessWarning"]
 
 
 class Status(enum.IntEnum):
@@ -17,6 +17,7 @@ class Status(enum.IntEnum):
     MAX_STEPS = 1
     STEP_TOO_SMALL = 2
     NON_FINITE = 3
+    INTERRUPTED = 4
 
     @property
     def message(self) -> str:
@@ -38,11 +39,20 @@ _MESSAGES = {
         "the state or its derivative became NaN or infinite (or started so); "
         "check the initial state and parameters of this trajectory"
     ),
+    Status.INTERRUPTED: (
+        "the run was stopped by KeyboardInterrupt (Ctrl-C) before this trajectory "
+        "started; solve these rows again"
+    ),
 }
 
 
 class IntegrationError(RuntimeError):
     """Raised by `Solution.raise_on_failure` when a trajectory did not succeed."""
+
+
+class StiffnessWarning(RuntimeWarning):
+    """Warned by `fastode.solve` when trajectories of an adaptive (explicit)
+    method stop with MAX_STEPS or STEP_TOO_SMALL, as they do on stiff systems."""
 
 
 @dataclass(repr=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
+from . import _chunks, _core
 from . import _validation as check
 from ._solution import Solution
 from ._systems import System
@@ -29,6 +29,10 @@ def solve(
     dtype=None,
     controller="i",
     threads=None,
+    max_memory=None,
+    out=None,
+    progress=None,
+    chunk_size=None,
 ):
     """Integrate dy/dt = f(t, y) for a batch of initial states.
 
@@ -71,6 +75,23 @@ def solve(
     threads : int, optional
         OpenMP threads; defaults to ``OMP_NUM_THREADS`` or all cores. The
         result does not depend on it.
+    max_memory : int, optional
+        Bytes the output buffers may occupy in memory: the result (unless
+        `out` is a path) plus the chunk being computed. Defaults to half of
+        MemAvailable in /proc/meminfo (2 GiB where that is missing). A result
+        that does not fit raises `MemoryError` before any work.
+    out : str or os.PathLike or ndarray, optional
+        Where ``y`` is written, as shape (N, T, d) with T = 1 when `t_eval`
+        is None. A path creates a memory-mapped ``.npy`` file
+        (`numpy.lib.format.open_memmap`), so the run may exceed memory; an
+        array of that shape and dtype is filled in place.
+    progress : bool, optional
+        Show a tqdm progress bar of trajectories on stderr. None (default)
+        shows it when stderr is a terminal and the first chunk predicts a run
+        longer than about 2 s.
+    chunk_size : int, optional
+        Trajectories per chunk. The default is 1/32 of the batch, at least
+        4096 and at most what `max_memory` allows. Results do not depend on it.
 
     Returns
     -------
@@ -82,7 +103,16 @@ def solve(
     Each trajectory is integrated independently. One that fails (non-finite
     state, ``max_steps`` exhausted, step size underflow) gets its own status
     and NaN at the output times it did not reach, and every other
-    trajectory's result is unchanged bit for bit.
+    trajectory's result is unchanged bit for bit. When trajectories of an
+    adaptive method stop with MAX_STEPS or STEP_TOO_SMALL, one
+    `fastode.StiffnessWarning` per call says how many: every method here is
+    explicit, and on a stiff system its step count grows with the fastest
+    decay rate times the span, whatever the tolerance.
+
+    A batch runs in chunks of trajectories. Ctrl-C (KeyboardInterrupt) stops
+    the run at the end of the chunk in progress; the call then returns the
+    finished chunks, gives the others status ``INTERRUPTED`` (NaN states,
+    zero step counts, ``t_final`` = t0) and warns with a `RuntimeWarning`.
 
     Dense output at ``t_eval`` is the cubic Hermite interpolant between the
     two step ends, fourth-order accurate, for every method.
@@ -125,27 +155,21 @@ def solve(
 
     n = y0.shape[0]
     dense = t_eval is not None
+    t_out = t_eval if dense else np.zeros(0, dtype=dtype)
+    call = {"method": method, "t0": t0, "t1": t1, "dt": dt, "rtol": rtol, "atol": atol,
+            "max_steps": max_steps, "controller": controller_code, "threads": threads}
     if backend == "numba":
-        out = _solve_numba(system, y0, t_eval, method, kind, t0, t1, dt, rtol, atol,
-                           max_steps, controller_code, threads)
-        return _make_solution(out, t_eval if dense else np.array([t1], dtype=dtype), dense,
-                              single, method)
-    out = getattr(_core, system._kernel)(
-        y0,
-        t_eval if dense else np.zeros(0, dtype=dtype),
-        dense,
-        method=method,
-        t0=t0,
-        t1=t1,
-        dt=dt,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
-        controller=controller_code,
-        threads=threads,
-        **system._core_arguments(n, dtype),
-    )
-    return _make_solution(out, t_eval if dense else np.array([t1], dtype=dtype), dense, single, method)
+        job = _numba_job(system, y0, t_out, kind, call)
+    else:
+        job = _chunks.CoreJob(system._kernel, y0, t_out, dense, call,
+                              system._core_arguments(n, dtype))
+    result = _chunks.run(job, t_out.shape[0] if dense else 1, system.dim,
+                         max_memory=max_memory, out=out, progress=progress,
+                         chunk_size=chunk_size)
+    solution = _make_solution(result, t_eval if dense else np.array([t1], dtype=dtype),
+                              dense, single, method)
+    _chunks.warn_if_stiff(solution.status, kind, method)
+    return solution
 
 
 def _check_backend(backend, system) -> str:
@@ -179,28 +203,10 @@ def _check_backend(backend, system) -> str:
     return "cpp"
 
 
-def _solve_numba(system, y0, t_eval, method, kind, t0, t1, dt, rtol, atol, max_steps,
-                 controller, threads) -> dict:
-    from . import _numba
-
+def _numba_job(system, y0, t_eval, kind, call) -> _chunks.NumbaJob:
     params = system._params_for(y0.shape[0], y0.dtype)
-    system._probe(y0, params, t0)
-    return _numba.run(
-        system,
-        y0,
-        params,
-        t_eval if t_eval is not None else np.zeros(0, dtype=y0.dtype),
-        method=method,
-        kind=kind,
-        t0=t0,
-        t1=t1,
-        dt=dt,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
-        controller=controller,
-        threads=threads,
-    )
+    system._probe(y0, params, call["t0"])
+    return _chunks.NumbaJob(system, y0, params, t_eval, {**call, "kind": kind})
 
 
 def _make_solution(out, t, dense, single, method) -> Solution:

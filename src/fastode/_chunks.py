@@ -1,0 +1,361 @@
+"""Runs a batch of trajectories in chunks: bounded memory, memory-mapped
+output, a progress bar, Ctrl-C at chunk boundaries and the stiffness warning.
+
+Every trajectory is integrated independently of the others in its batch, so
+splitting a batch into chunks (or over the machines of a Dask cluster) gives
+results that are bit-identical to one call on the whole batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ._solution import Status, StiffnessWarning
+
+__all__ = ["CoreJob", "NumbaJob", "available_memory", "run", "warn_if_stiff"]
+
+#: Fraction of MemAvailable that the output buffers of one call may use by default.
+DEFAULT_MEMORY_FRACTION = 0.5
+#: Used when the platform does not report available memory.
+FALLBACK_MEMORY = 2 * 2**30
+#: Chunks are whole numbers of 64 trajectories, a multiple of the SIMD block
+#: of both dtypes (32 float64 or 64 float32 lanes), so no block is split.
+ROW_GRANULE = 64
+#: Smallest default chunk; smaller chunks leave threads idle at each boundary.
+MIN_CHUNK_ROWS = 4096
+#: Default number of chunks a large batch is cut into, for the progress bar.
+TARGET_CHUNKS = 32
+#: progress=None shows a bar when the run is estimated to take longer than this.
+PROGRESS_AFTER_S = 2.0
+#: Output keys with one entry per trajectory, besides ``y``.
+PER_ROW_KEYS = ("t_final", "status", "n_steps", "n_accepted", "n_rejected", "n_rhs")
+#: Core arguments that are buffers shared by every trajectory even when their
+#: length happens to equal N (the MLP weights and layer widths).
+SHARED_BUFFERS = frozenset({"params", "widths", "unit_trace"})
+
+
+@dataclass(frozen=True)
+class CoreJob:
+    """One call of a `fastode._core.solve_*` binding, sliceable by rows.
+
+    Every field is a NumPy array or a plain value, so a job pickles cheaply
+    to a Dask worker.
+    """
+
+    kernel: str
+    y0: np.ndarray
+    t_eval: np.ndarray
+    dense: bool
+    call: dict
+    args: dict
+
+    @property
+    def n(self) -> int:
+        return self.y0.shape[0]
+
+    def rows(self, start: int, stop: int) -> CoreJob:
+        """Return the same job restricted to trajectories ``start:stop``."""
+        args = {
+            name: _slice_rows(value, self.n, start, stop, name)
+            for name, value in self.args.items()
+        }
+        return replace(self, y0=self.y0[start:stop], args=args)
+
+    def run(self) -> dict:
+        from . import _core
+
+        kernel = getattr(_core, self.kernel)
+        return kernel(self.y0, self.t_eval, self.dense, **self.call, **self.args)
+
+
+@dataclass(frozen=True)
+class NumbaJob:
+    """One call of the Numba CPU backend, sliceable by rows."""
+
+    system: object
+    y0: np.ndarray
+    params: np.ndarray
+    t_eval: np.ndarray
+    call: dict
+
+    @property
+    def n(self) -> int:
+        return self.y0.shape[0]
+
+    def rows(self, start: int, stop: int) -> NumbaJob:
+        params = _slice_rows(self.params, self.n, start, stop, "params")
+        return replace(self, y0=self.y0[start:stop], params=params)
+
+    def run(self) -> dict:
+        from . import _numba
+
+        return _numba.run(self.system, self.y0, self.params, self.t_eval, **self.call)
+
+
+def _slice_rows(value, n: int, start: int, stop: int, name: str = ""):
+    """Rows ``start:stop`` of a per-trajectory array; shared values unchanged.
+
+    An array is per-trajectory when its first axis has length N > 1 (shared
+    ones have length 1), except the shared buffers in `SHARED_BUFFERS`.
+    """
+    if not isinstance(value, np.ndarray) or value.ndim == 0 or n <= 1:
+        return value
+    if value.shape[0] != n or name in SHARED_BUFFERS:
+        return value
+    return value[start:stop]
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations, from MemAvailable in
+    /proc/meminfo; `FALLBACK_MEMORY` where that file does not exist."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return FALLBACK_MEMORY
+
+
+def check_max_memory(max_memory) -> int:
+    if max_memory is None:
+        return int(available_memory() * DEFAULT_MEMORY_FRACTION)
+    if isinstance(max_memory, (bool, np.bool_)) or not isinstance(
+        max_memory, (int, float, np.integer, np.floating)
+    ):
+        msg = f"max_memory must be a number of bytes, got {type(max_memory).__name__}"
+        raise TypeError(msg)
+    if not math.isfinite(max_memory) or max_memory <= 0:
+        msg = f"max_memory must be a positive number of bytes, got {max_memory!r}"
+        raise ValueError(msg)
+    return int(max_memory)
+
+
+def check_chunk_size(chunk_size) -> int | None:
+    if chunk_size is None:
+        return None
+    is_integer = isinstance(chunk_size, (int, np.integer))
+    if isinstance(chunk_size, (bool, np.bool_)) or not is_integer:
+        msg = f"chunk_size must be a positive integer, got {type(chunk_size).__name__}"
+        raise TypeError(msg)
+    if chunk_size < 1:
+        msg = f"chunk_size must be a positive integer, got {chunk_size}"
+        raise ValueError(msg)
+    return int(chunk_size)
+
+
+def check_progress(progress):
+    if progress is None or isinstance(progress, (bool, np.bool_)):
+        return None if progress is None else bool(progress)
+    msg = f"progress must be None, True or False, got {progress!r}"
+    raise TypeError(msg)
+
+
+class _Layout:
+    """Sizes of the output of one batch: rows, bytes per row, chunk length."""
+
+    def __init__(self, n: int, n_out: int, dim: int, dtype):
+        self.n, self.n_out, self.dim = n, n_out, dim
+        self.dtype = np.dtype(dtype)
+        self.y_row_bytes = n_out * dim * self.dtype.itemsize
+        # t_final, the int8 status and four int64 step counters.
+        self.small_row_bytes = self.dtype.itemsize + 1 + 4 * 8
+
+    def result_bytes(self, in_memory: bool) -> int:
+        y_bytes = self.y_row_bytes if in_memory else 0
+        return self.n * (y_bytes + self.small_row_bytes)
+
+    def chunk_rows(self, max_memory: int, in_memory: bool, chunk_size: int | None) -> int:
+        """Trajectories per chunk: `chunk_size` when given, else a share of
+        the batch that keeps the result plus one chunk within `max_memory`."""
+        if chunk_size is not None:
+            return min(chunk_size, max(self.n, 1))
+        resident = self.result_bytes(in_memory)
+        room = max(max_memory - resident, 0)
+        by_memory = room // (self.y_row_bytes + self.small_row_bytes)
+        by_memory = max(by_memory // ROW_GRANULE * ROW_GRANULE, ROW_GRANULE)
+        target = max(MIN_CHUNK_ROWS, -(-self.n // TARGET_CHUNKS))
+        target = -(-target // ROW_GRANULE) * ROW_GRANULE
+        return min(target, by_memory, max(self.n, 1))
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB"
+
+
+def _allocate(layout: _Layout, out) -> dict:
+    """Allocate the whole-batch result, with ``y`` in memory, in the array
+    `out`, or in a new memory-mapped .npy file at the path `out`."""
+    shape = (layout.n, layout.n_out, layout.dim)
+    if out is None:
+        y = np.empty(shape, layout.dtype)
+    elif isinstance(out, np.ndarray):
+        y = _check_out_array(out, shape, layout.dtype)
+    elif isinstance(out, (str, os.PathLike)):
+        path = os.fspath(out)
+        y = np.lib.format.open_memmap(path, mode="w+", dtype=layout.dtype, shape=shape)
+    else:
+        msg = f"out must be a file path or a NumPy array, got {type(out).__name__}"
+        raise TypeError(msg)
+    result = {
+        "y": y,
+        "t_final": np.empty(layout.n, layout.dtype),
+        "status": np.empty(layout.n, np.int8),
+    }
+    for name in PER_ROW_KEYS[2:]:
+        result[name] = np.zeros(layout.n, np.int64)
+    return result
+
+
+def _check_out_array(out: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    if out.shape != shape or out.dtype != dtype:
+        msg = (
+            f"out has shape {out.shape} and dtype {out.dtype}; this run writes y of "
+            f"shape {shape} and dtype {dtype} (N, T, d with T = 1 when t_eval is None)"
+        )
+        raise ValueError(msg)
+    if not out.flags.writeable:
+        msg = "out is read-only; pass a writeable array or a file path"
+        raise ValueError(msg)
+    return out
+
+
+def _run_chunk(job) -> dict:
+    """Run one chunk; a separate function so tests can interrupt a run here."""
+    return job.run()
+
+
+class _Progress:
+    """A tqdm bar over trajectories, opened when `progress` requests one."""
+
+    def __init__(self, progress: bool | None, n: int):
+        self.progress, self.n, self.bar = progress, n, None
+        self.start = time.perf_counter()
+        if progress:
+            self._open(0)
+
+    def _open(self, done: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.n, initial=done, unit="traj", file=sys.stderr)
+
+    def update(self, done: int, count: int):
+        if self.bar is None and self.progress is None and done < self.n:
+            elapsed = time.perf_counter() - self.start
+            expected = elapsed * self.n / done
+            if expected > PROGRESS_AFTER_S and sys.stderr.isatty():
+                self._open(done)
+                return
+        if self.bar is not None:
+            self.bar.update(count)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(job, n_out: int, dim: int, *, max_memory=None, out=None, progress=None,
+        chunk_size=None) -> dict:
+    """Run `job` in chunks of trajectories and return its outputs as one dict
+    in the layout of the `fastode._core` bindings.
+
+    The dict has an extra key ``n_interrupted``: the number of trajectories
+    never started because a KeyboardInterrupt stopped the run. Those get
+    status INTERRUPTED, NaN states and zero step counts.
+    """
+    max_memory = check_max_memory(max_memory)
+    chunk_size = check_chunk_size(chunk_size)
+    progress = check_progress(progress)
+    layout = _Layout(job.n, n_out, dim, job.y0.dtype)
+    in_memory = out is None
+    needed = layout.result_bytes(in_memory)
+    if needed > max_memory:
+        where = "in memory" if in_memory else "for status and step counts"
+        hint = "pass out='file.npy' to write y to a memory-mapped file, or " if in_memory else ""
+        msg = (
+            f"the result of {layout.n} trajectories needs {_gib(needed)} {where}, more than "
+            f"max_memory={_gib(max_memory)}; {hint}raise max_memory or solve fewer "
+            "trajectories per call"
+        )
+        raise MemoryError(msg)
+    rows = layout.chunk_rows(max_memory, in_memory, chunk_size)
+    if in_memory and rows >= layout.n and not progress:
+        return {**_run_chunk(job), "n_interrupted": 0}
+    return _run_chunks(job, layout, _allocate(layout, out), rows, progress)
+
+
+def _run_chunks(job, layout: _Layout, result: dict, rows: int, progress) -> dict:
+    bar = _Progress(progress, layout.n)
+    done = 0
+    try:
+        while done < layout.n:
+            stop = min(done + rows, layout.n)
+            _store(result, _run_chunk(job.rows(done, stop)), done, stop)
+            bar.update(stop, stop - done)
+            done = stop
+    except KeyboardInterrupt:
+        _mark_interrupted(result, done, job.call["t0"])
+        n_left = layout.n - done
+        warnings.warn(
+            f"fastode.solve was interrupted after {done} of {layout.n} trajectories; the "
+            f"other {n_left} have status INTERRUPTED and NaN states",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    finally:
+        bar.close()
+        if isinstance(result["y"], np.memmap):
+            result["y"].flush()
+    return {**result, "n_interrupted": layout.n - done}
+
+
+def _store(result: dict, chunk: dict, start: int, stop: int):
+    result["y"][start:stop] = chunk["y"]
+    for name in PER_ROW_KEYS:
+        result[name][start:stop] = chunk[name]
+    if isinstance(result["y"], np.memmap):
+        # Written pages become clean and reclaimable, so the page cache of a
+        # run larger than memory does not grow without bound.
+        result["y"].flush()
+
+
+def _mark_interrupted(result: dict, start: int, t0: float):
+    result["y"][start:] = np.nan
+    result["t_final"][start:] = t0
+    result["status"][start:] = Status.INTERRUPTED
+    for name in PER_ROW_KEYS[2:]:
+        result[name][start:] = 0
+
+
+def warn_if_stiff(status, kind: str, method: str, stacklevel: int = 3):
+    """Warn once when trajectories of an adaptive method stopped with
+    MAX_STEPS or STEP_TOO_SMALL, the usual outcome on a stiff system.
+
+    Fixed-step methods are skipped: their MAX_STEPS only means the span
+    needs more than max_steps steps of the given dt.
+    """
+    if kind != "adaptive":
+        return
+    status = np.atleast_1d(status)
+    n_max_steps = int(np.count_nonzero(status == Status.MAX_STEPS))
+    n_too_small = int(np.count_nonzero(status == Status.STEP_TOO_SMALL))
+    if n_max_steps + n_too_small == 0:
+        return
+    msg = (
+        f"{n_max_steps + n_too_small} of {status.size} trajectories stopped early with the "
+        f"explicit method {method!r} (MAX_STEPS: {n_max_steps}, STEP_TOO_SMALL: "
+        f"{n_too_small}). If the system is stiff, an explicit method needs a number of "
+        "steps proportional to its fastest decay rate times the span, whatever the "
+        "tolerance; fastode has no implicit method yet, so use one such as "
+        "scipy.integrate.solve_ivp(method='Radau' or 'BDF') or diffrax's Kvaerno5. "
+        "Otherwise raise max_steps. Solution.failed() lists the trajectories."
+    )
+    warnings.warn(msg, StiffnessWarning, stacklevel=stacklevel)
