@@ -90,7 +90,7 @@ class NumbaJob:
         return self.y0.shape[0]
 
     def rows(self, start: int, stop: int) -> NumbaJob:
-        params = _slice_rows(self.params, self.n, start, stop, "params")
+        params = _slice_rows(self.params, self.n, start, stop)
         return replace(self, y0=self.y0[start:stop], params=params)
 
     def run(self) -> dict:
