@@ -49,20 +49,14 @@ enum Activation : int {
 
 namespace mlp_math {
 
-FASTODE_HD FASTODE_INLINE double floor(double x) {
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
-    return ::floor(x);
-#else
-    return std::floor(x);
-#endif
-}
-
-FASTODE_HD FASTODE_INLINE float floor(float x) {
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
-    return ::floorf(x);
-#else
-    return std::floor(x);
-#endif
+/// x rounded to the nearest integer, for |x| below 2^22 (float) or 2^51
+/// (double). Adding and subtracting 1.5 2^(mantissa bits) rounds in the FPU's
+/// mode, and unlike std::floor it does not stop GCC 12 from vectorizing an
+/// `omp simd` loop. NOTE: -ffast-math may fold the two operations away.
+template <class T>
+FASTODE_HD FASTODE_INLINE T round_to_integer(T x) {
+    const T shifter = sizeof(T) == 4 ? T(12582912.0f) : T(6755399441055744.0);
+    return (x + shifter) - shifter;
 }
 
 /// 2^n for an integer-valued n inside the normal exponent range of T.
@@ -75,9 +69,7 @@ FASTODE_HD FASTODE_INLINE double pow2<double>(double n) {
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
     return __longlong_as_double(bits);
 #else
-    double out;
-    __builtin_memcpy(&out, &bits, sizeof(out));
-    return out;
+    return __builtin_bit_cast(double, bits);
 #endif
 }
 
@@ -87,9 +79,7 @@ FASTODE_HD FASTODE_INLINE float pow2<float>(float n) {
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
     return __int_as_float(bits);
 #else
-    float out;
-    __builtin_memcpy(&out, &bits, sizeof(out));
-    return out;
+    return __builtin_bit_cast(float, bits);
 #endif
 }
 
@@ -117,7 +107,7 @@ FASTODE_HD FASTODE_INLINE T expm1_reduced(T r) {
 /// ln 2, the constants of fdlibm) and returns n.
 template <class T>
 FASTODE_HD FASTODE_INLINE T reduce_ln2(T y, T& r) {
-    const T n = mlp_math::floor(y * T(1.4426950408889634) + T(0.5));
+    const T n = round_to_integer(y * T(1.4426950408889634));
     r = (y - n * T(6.93147180369123816490e-01)) - n * T(1.90821492927058770002e-10);
     return n;
 }
@@ -165,7 +155,24 @@ FASTODE_HD FASTODE_INLINE T log1p_unit(T e) {
     const T u = e / (T(2) + e);
     const T s = u * u;
     T p = T(1.0 / 37.0);
-    for (int k = 17; k >= 0; --k) p = p * s + T(1) / T(2 * k + 1);
+    p = p * s + T(1.0 / 35.0);
+    p = p * s + T(1.0 / 33.0);
+    p = p * s + T(1.0 / 31.0);
+    p = p * s + T(1.0 / 29.0);
+    p = p * s + T(1.0 / 27.0);
+    p = p * s + T(1.0 / 25.0);
+    p = p * s + T(1.0 / 23.0);
+    p = p * s + T(1.0 / 21.0);
+    p = p * s + T(1.0 / 19.0);
+    p = p * s + T(1.0 / 17.0);
+    p = p * s + T(1.0 / 15.0);
+    p = p * s + T(1.0 / 13.0);
+    p = p * s + T(1.0 / 11.0);
+    p = p * s + T(1.0 / 9.0);
+    p = p * s + T(1.0 / 7.0);
+    p = p * s + T(1.0 / 5.0);
+    p = p * s + T(1.0 / 3.0);
+    p = p * s + T(1);
     return T(2) * u * p;
 }
 
