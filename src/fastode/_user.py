@@ -272,7 +272,7 @@ class _Compiled:
         self.name = getattr(main, "__qualname__", repr(main))
         self.cacheable = all(_has_source_file(fn) for fn in self.python.values())
         self._builds = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def cpu(self, role):
         return self._get(("cpu", role))

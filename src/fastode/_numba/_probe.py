@@ -48,7 +48,7 @@ def _call_checked(compiled, role, function, args):
     try:
         return checked(*args)
     except NumbaError as error:
-        raise _compile_error(name, error) from None
+        raise compile_error(name, error) from None
     except IndexError as error:
         sizes = f"dim={compiled.dim}, n_params={compiled.n_params}"
         if compiled.dof is not None:
@@ -66,7 +66,7 @@ def _call_checked(compiled, role, function, args):
         raise ValueError(msg) from error
 
 
-def _compile_error(name, error):
+def compile_error(name, error):
     text = str(error)
     if "complex" in text:
         return TypeError(

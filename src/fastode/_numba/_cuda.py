@@ -1,0 +1,270 @@
+"""CUDA kernels for user right-hand sides: one thread per trajectory, built
+with `numba.cuda` from the same loops as the CPU kernels (`_steps`).
+
+Inputs that expose ``__cuda_array_interface__`` (CuPy arrays, Numba device
+arrays) stay on the device and the results come back as arrays of the same
+library; NumPy inputs are copied over and the results copied back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+
+import numba
+import numpy as np
+from numba import cuda
+from numba.core.errors import NumbaError
+
+from .. import _core
+from .. import _validation as check
+from .._solution import Solution
+from . import _steps, allocate_outputs, fixed_step_count
+from ._compile import cuda_jit
+from ._probe import compile_error
+
+THREADS_PER_BLOCK = 128
+
+_kernels: dict = {}
+
+
+def check_available():
+    """Raise RuntimeError unless a CUDA device or Numba's simulator is present."""
+    if cuda.is_available():
+        return
+    msg = (
+        "backend='numba-cuda' needs an NVIDIA GPU with a working CUDA driver, and "
+        "numba.cuda found none. Use backend='numba' to run on the CPU, or set "
+        "NUMBA_ENABLE_CUDASIM=1 before importing numba to run the kernels in "
+        "Numba's CUDA simulator (slow, meant for tests)"
+    )
+    raise RuntimeError(msg)
+
+
+def kernel_source(system, method: str, kind: str, dtype):
+    """Return the Python kernel function of (system, method, dtype) and its
+    argument types, ready for `cuda.jit` or `cuda.compile_ptx`."""
+    dtype = np.dtype(dtype)
+    real = _steps.numba_real(dtype)
+    dim = system.dim
+    rhs = system._cuda_function("rhs")
+    common = _steps.build_common(cuda_jit, dtype)
+    vector = real[::1]
+    matrix = real[:, ::1]
+    counts = numba.int64[::1]
+    if kind == "adaptive":
+        adaptive_one, stages = _steps.build_adaptive(cuda_jit, rhs, _core.tableaus()[method],
+                                                     common, dtype)
+
+        def adaptive_kernel(y0, params, pstride, t_eval, t0, t1, dt0, rtol, atol,
+                            max_steps, controller, y_out, t_final, status, n_steps,
+                            n_accepted, n_rejected, n_rhs):
+            n = cuda.grid(1)
+            if n >= y0.shape[0]:
+                return
+            y = cuda.local.array(dim, real)
+            y1 = cuda.local.array(dim, real)
+            k = cuda.local.array((stages, dim), real)
+            adaptive_one(n, y0, params, pstride, t_eval, t0, t1, dt0, rtol, atol,
+                         max_steps, controller, y_out, t_final, status, n_steps,
+                         n_accepted, n_rejected, n_rhs, y, y1, k)
+
+        signature = (matrix, matrix, numba.int64, vector, real, real, real, real, real,
+                     numba.int64, numba.int64, real[:, :, ::1], vector, numba.int8[::1],
+                     counts, counts, counts, counts)
+        return adaptive_kernel, signature
+
+    if kind == "symplectic":
+        step, evals = _steps.build_symplectic_step(
+            cuda_jit, system._cuda_function("dV_dq"), system._cuda_function("dT_dp"),
+            system.dof, method, _core.symplectic_weights(), dtype)
+        stages = 1
+    else:
+        step, stages = _steps.build_rk_step(cuda_jit, rhs, _core.tableaus()[method], dtype)
+        evals = stages
+    fixed_block = _steps.build_fixed_block(cuda_jit, step, evals, rhs, common, dtype)
+
+    def fixed_kernel(y0, params, pstride, t_eval, t0, t1, dt, n_grid, max_steps, y_out,
+                     t_final, status, n_steps, n_rhs):
+        n = cuda.grid(1)
+        if n >= y0.shape[0]:
+            return
+        # One lane per thread: the block driver with W = 1.
+        y = cuda.local.array((1, dim), real)
+        y1 = cuda.local.array((1, dim), real)
+        k = cuda.local.array((stages, 1, dim), real)
+        fa = cuda.local.array((1, dim), real)
+        fb = cuda.local.array((1, dim), real)
+        rows = cuda.local.array(1, numba.int64)
+        lane_t = cuda.local.array(1, real)
+        lane_status = cuda.local.array(1, numba.int8)
+        lane_steps = cuda.local.array(1, numba.int64)
+        lane_rhs = cuda.local.array(1, numba.int64)
+        lane_written = cuda.local.array(1, numba.int64)
+        fixed_block(n, 1, y0, params, pstride, t_eval, t0, t1, dt, n_grid, max_steps,
+                    y_out, t_final, status, n_steps, n_rhs, y, y1, k, fa, fb, rows,
+                    lane_t, lane_status, lane_steps, lane_rhs, lane_written)
+
+    signature = (matrix, matrix, numba.int64, vector, real, real, real, numba.int64,
+                 numba.int64, real[:, :, ::1], vector, numba.int8[::1], counts, counts)
+    return fixed_kernel, signature
+
+
+def compile_ptx(system, method: str, dtype=np.float64, cc=(9, 0)) -> str:
+    """Compile the CUDA kernel of `system` and `method` to PTX for compute
+    capability `cc`. Needs NVVM (from ``cuda-bindings``) but no GPU."""
+    kind = check.METHODS[check.check_method(method, system)]
+    function, signature = kernel_source(system, method, kind, np.dtype(dtype))
+    try:
+        with _device_functions_target(cc):
+            ptx, _ = cuda.compile_ptx(function, signature, cc=cc)
+    except NumbaError as error:
+        raise compile_error(system.name, error) from None
+    return ptx
+
+
+@contextlib.contextmanager
+def _device_functions_target(cc):
+    """Let device functions compile for `cc` when no GPU is present.
+
+    NOTE: numba-cuda 0.30 compiles a `cuda.jit(device=True)` function called
+    from a kernel for the compute capability of the current device, even
+    inside `compile_ptx`, so without a GPU it fails at driver init. This
+    substitutes a stand-in device for that lookup only; with a GPU present
+    nothing is changed.
+    """
+    if cuda.is_available():
+        yield
+        return
+    from numba.cuda import dispatcher
+
+    original = dispatcher.get_current_device
+    dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=cc)
+    try:
+        yield
+    finally:
+        dispatcher.get_current_device = original
+
+
+def _kernel(system, method, kind, dtype):
+    key = (system._compiled_key, method, np.dtype(dtype).str, system.dim)
+    found = _kernels.get(key)
+    if found is None:
+        function, _ = kernel_source(system, method, kind, dtype)
+        found = cuda.jit(function)
+        _kernels[key] = found
+    return found
+
+
+def _on_device(array) -> bool:
+    return hasattr(array, "__cuda_array_interface__") and not isinstance(array, np.ndarray)
+
+
+def solve(system, y0, t_span, t_eval, method, kind, dt, rtol, atol, max_steps, dtype,
+          controller) -> Solution:
+    """`fastode.solve` for ``backend="numba-cuda"``."""
+    check_available()
+    device_input = _on_device(y0)
+    y0_device, single, dtype = _device_y0(y0, system.dim, dtype)
+    t0, t1 = check.check_t_span(t_span)
+    t_eval = check.check_t_eval(t_eval, t0, t1, dtype)
+    rtol, atol = check.check_tolerances(rtol, atol, dtype, kind)
+    dt = check.check_dt(dt, kind, method)
+    max_steps = check.check_positive_int("max_steps", max_steps)
+    controller_code = check.check_controller(controller)
+
+    n = y0_device.shape[0]
+    dense = t_eval is not None
+    t_out = t_eval if dense else np.array([t1], dtype=dtype)
+    params = system._params_for(n, dtype)
+    if n > 0:
+        system._probe(y0_device[:1].copy_to_host(), params, t0)
+
+    out = allocate_outputs(n, max(len(t_eval) if dense else 0, 1), system.dim, dtype,
+                           zeros=_device_zeros, empty=_device_empty)
+    if n > 0:
+        real = dtype.type
+        pstride = 1 if params.shape[0] == n and n > 1 else 0
+        t_eval_device = cuda.to_device(t_eval if dense else np.zeros(0, dtype))
+        args = [y0_device, cuda.to_device(params), pstride, t_eval_device, real(t0), real(t1),
+                real(dt)]
+        if kind == "adaptive":
+            args += [real(rtol), real(atol), max_steps, controller_code, out["y"],
+                     out["t_final"], out["status"], out["n_steps"], out["n_accepted"],
+                     out["n_rejected"], out["n_rhs"]]
+        else:
+            args += [fixed_step_count(t0, t1, dt, dtype), max_steps, out["y"],
+                     out["t_final"], out["status"], out["n_steps"], out["n_rhs"]]
+        kernel = _kernel(system, method, kind, dtype)
+        blocks = (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
+        try:
+            kernel[blocks, THREADS_PER_BLOCK](*args)
+        except NumbaError as error:
+            raise compile_error(system.name, error) from None
+        if kind != "adaptive":
+            out["n_accepted"].copy_to_device(out["n_steps"])
+    return _make_solution(out, t_out, dense, single, method, device_input, y0)
+
+
+def _device_zeros(shape, dtype):
+    return cuda.to_device(np.zeros(shape, dtype))
+
+
+def _device_empty(shape, dtype):
+    return cuda.device_array(shape, dtype)
+
+
+def _device_y0(y0, dim, dtype):
+    """Return y0 as a C-contiguous (N, dim) device array, whether it was 1-D,
+    and the dtype of the run."""
+    if not _on_device(y0):
+        dtype = check.check_dtype(dtype, y0)
+        host, single = check.check_y0(y0, dim, dtype)
+        return cuda.to_device(host), single, dtype
+    array = cuda.as_cuda_array(y0)
+    dtype = check.check_dtype(dtype, np.zeros(0, array.dtype))
+    if array.dtype != dtype:
+        msg = (
+            f"y0 is a device array of dtype {array.dtype} but dtype={dtype} was requested; "
+            "convert it on the device first"
+        )
+        raise TypeError(msg)
+    single = array.ndim == 1
+    if single:
+        array = array.reshape(1, array.shape[0])
+    if array.ndim != 2 or array.shape[1] != dim:
+        msg = (
+            f"y0 has shape {tuple(array.shape)}; this system has {dim} state components, "
+            f"so y0 must have shape ({dim},) or (N, {dim})"
+        )
+        raise ValueError(msg)
+    if not array.is_c_contiguous():
+        msg = "y0 on the device must be C-contiguous; pass a contiguous copy"
+        raise ValueError(msg)
+    return array, single, dtype
+
+
+def _make_solution(out, t, dense, single, method, device_input, y0) -> Solution:
+    if device_input:
+        convert = _like_input(y0)
+    else:
+        convert = lambda device_array: device_array.copy_to_host()  # noqa: E731
+    arrays = {name: convert(value) for name, value in out.items()}
+    y = arrays["y"] if dense else arrays["y"][:, 0, :]
+    stats = {name: arrays[name] for name in ("n_steps", "n_accepted", "n_rejected", "n_rhs")}
+    status, t_final = arrays["status"], arrays["t_final"]
+    if single:
+        y = y[0]
+        status, t_final = status[0], t_final[0]
+        stats = {name: value[0] for name, value in stats.items()}
+    return Solution(t=t, y=y, status=status, t_final=t_final, stats=stats, method=method)
+
+
+def _like_input(y0):
+    """Return a function that wraps device arrays in the library of `y0`:
+    CuPy arrays for CuPy input (no copy), Numba device arrays otherwise."""
+    if type(y0).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy.asarray
+    return lambda device_array: device_array
