@@ -178,8 +178,10 @@ namespace fastode::bindings {
 /// Calls `body(T{})` with T the floating type of `y0` (float32 or float64).
 template <class Body>
 py::dict with_dtype(const py::array& y0, const Body& body) {
-    if (y0.dtype().is(py::dtype::of<float>())) return body(float{});
-    if (y0.dtype().is(py::dtype::of<double>())) return body(double{});
+    // isinstance compares dtypes by equivalence: an unpickled array carries
+    // an equal float64 dtype that is a different object from the canonical one.
+    if (py::isinstance<py::array_t<float>>(y0)) return body(float{});
+    if (py::isinstance<py::array_t<double>>(y0)) return body(double{});
     throw py::type_error("fastode._core: y0 must be float32 or float64");
 }
 
