@@ -292,3 +292,50 @@ def test_cnf_single_sample_shape():
 def test_cnf_rejects_bad_arguments(field, kwargs, error, match):
     with pytest.raises(error, match=match):
         fastode.cnf(field, np.ones((2, 2)), (0.0, 1.0), **kwargs)
+
+
+def test_neural_ode_float32():
+    k = 0.5
+    mlp = fastode.MLP([[[-k, 0.0], [0.0, -2 * k]]], activation="identity")
+    h0 = np.ones((3, 2), dtype=np.float32)
+    h = fastode.neural_ode(mlp, h0, (0.0, 1.0), method="rk4", dt=0.01)
+    assert h.dtype == np.float32
+    np.testing.assert_allclose(h[0], [np.exp(-k), np.exp(-2 * k)], rtol=1e-6)
+
+
+NVRTC_KERNEL = r"""
+#include "fastode/mlp.hpp"
+extern "C" __global__ void field(const double* params, const int* widths, double* y, float* out) {
+    fastode::MLP<double, 3> sys;
+    sys.net.params = params;
+    sys.net.widths = widths;
+    sys.net.n_layers = 2;
+    fastode::MLP<double, 3>::Lanes<1> lanes;
+    lanes.load(sys, 0, 1);
+    fastode::LaneVec<double, 3, 1> state, slope;
+    for (int i = 0; i < 3; ++i) state.v[i] = y[i];
+    double t[1] = {0.0};
+    lanes.rhs(t, state, slope);
+    fastode::MLPTrace<float, 3> flow;
+    flow.net.params = reinterpret_cast<const float*>(params);
+    flow.net.widths = widths;
+    flow.net.n_layers = 2;
+    fastode::MLPTrace<float, 3>::Lanes<1> flow_lanes;
+    flow_lanes.load(flow, 0, 1);
+    fastode::LaneVec<float, 4, 1> z, dz;
+    float tf[1] = {0.0f};
+    flow_lanes.rhs(tf, z, dz);
+    out[0] = dz.v[3];
+}
+"""
+
+
+def test_mlp_header_compiles_with_nvrtc():
+    pytest.importorskip("cuda.bindings.nvrtc")
+    from pathlib import Path
+
+    from fastode._cupy._nvrtc import compile_ptx
+
+    include = Path(__file__).resolve().parent.parent / "cpp" / "include"
+    ptx = compile_ptx(NVRTC_KERNEL, options=[f"-I{include}", "-std=c++17"])
+    assert ".entry field" in ptx
