@@ -315,6 +315,33 @@ def build_adaptive(jit, rhs, tableau, common, dtype):
     tiny_d, tiny_d12, tiny_h0 = real(1e-5), real(1e-15), real(1e-6)
     toward_plus, toward_minus = real(1e30), real(-1e30)
 
+    # The method's own interpolant, b_j(theta) = sum_m dense[j, m] theta^(m+1),
+    # when the core exports one; the cubic Hermite interpolant otherwise.
+    has_dense = "dense" in tableau
+    dense = np.asarray(tableau["dense"] if has_dense else np.zeros((stages, 1)), dtype=dtype)
+    n_dense = dense.shape[1]
+
+    @jit
+    def write_dense_outputs(t_eval, y_out, n, j, ta, tb, ya, k, yb, direction):
+        h = tb - ta
+        dim = ya.shape[0]
+        while j < t_eval.shape[0] and reached(t_eval[j], tb, direction):
+            if t_eval[j] == tb:
+                for i in range(dim):
+                    y_out[n, j, i] = yb[i]
+            else:
+                theta = (t_eval[j] - ta) / h
+                for i in range(dim):
+                    acc = zero
+                    for s in range(stages):
+                        weight = dense[s, n_dense - 1]
+                        for m in range(n_dense - 2, -1, -1):
+                            weight = dense[s, m] + theta * weight
+                        acc += theta * weight * k[s, i]
+                    y_out[n, j, i] = ya[i] + h * acc
+            j += 1
+        return j
+
     @jit
     def step_factor(err_norm, controller, err_prev, rejected_last):
         if not (err_norm > zero):
@@ -438,8 +465,12 @@ def build_adaptive(jit, rhs, tableau, common, dtype):
                 finite = math.isfinite(norm) and row_is_finite(y1)
                 if finite and norm <= one:
                     t_new = t1 if past else t + dt_try
-                    written = write_outputs(t_eval, y_out, n, written, t, t_new, y, k[0],
-                                            y1, k[stages - 1], direction)
+                    if has_dense:
+                        written = write_dense_outputs(t_eval, y_out, n, written, t, t_new, y,
+                                                      k, y1, direction)
+                    else:
+                        written = write_outputs(t_eval, y_out, n, written, t, t_new, y,
+                                                k[0], y1, k[stages - 1], direction)
                     for i in range(dim):
                         y[i] = y1[i]
                         k[0, i] = k[stages - 1, i]
