@@ -1,0 +1,281 @@
+"""Edge cases that trip ODE solvers, on user right-hand sides with
+backend="numba", and the errors raised for user functions that cannot run."""
+
+import decimal
+import math
+
+import numpy as np
+import pytest
+from test_numba import ADAPTIVE, FIXED, SYMPLECTIC, harmonic, linear, oscillator
+
+import fastode
+from fastode import Status
+
+
+@fastode.ode(dim=2)
+def decay_by_state(t, y, dy, p):
+    """State (y, k) with dy/dt = -k y and dk/dt = 0."""
+    dy[0] = -y[1] * y[0]
+    dy[1] = 0.0
+
+
+def solve(system, y0, t_span, method="dopri5", **options):
+    return fastode.solve(system, y0, t_span, method=method, backend="numba", **options)
+
+
+def fixed_step_options(method):
+    return {"dt": 0.1} if method in FIXED or method in SYMPLECTIC else {}
+
+
+# --- E1: f is never evaluated outside the span ----------------------------------------
+
+
+@pytest.mark.parametrize("method", ["dopri5", "tsit5"])
+def test_short_span_stays_inside(method):
+    system = linear(2.0)
+    sol = solve(system, [1.0], (0.0, 1e-4), method, rtol=1e-10, atol=1e-12)
+    assert abs(sol.y[0] / 1.0002000200013335 - 1.0) < 1e-10
+    t_min, t_max = system.params[4], system.params[5]
+    assert t_min >= 0.0
+    assert t_max <= 1e-4
+
+
+# --- E2: malformed spans and output times -------------------------------------------
+
+
+def test_three_element_span_rejected():
+    with pytest.raises(ValueError, match="t_span"):
+        solve(linear(-0.5), [1.0], (0.0, 0.5, 1.0))
+
+
+def test_output_time_outside_span_rejected():
+    with pytest.raises(ValueError, match="t_eval"):
+        solve(linear(-0.5), [1.0], (0.0, 1.0), t_eval=[0.0, 1.5])
+
+
+def test_unsorted_output_times_rejected():
+    with pytest.raises(ValueError, match="t_eval"):
+        solve(linear(-0.5), [1.0], (0.0, 1.0), t_eval=[0.0, 0.5, 0.25, 1.0])
+
+
+def test_increasing_output_times_on_backward_span_rejected():
+    with pytest.raises(ValueError, match="t_eval"):
+        solve(linear(-0.5), [1.0], (1.0, 0.0), t_eval=[0.25, 0.5, 0.75])
+
+
+def test_backward_span_control():
+    sol = solve(linear(-0.5), [1.0], (1.0, 0.0), t_eval=[0.75, 0.5, 0.25],
+                rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sol.y[:, 0], [1.13314845, 1.28402542, 1.45499141], atol=1e-8)
+
+
+# --- E3: backward integration ---------------------------------------------------------
+
+BACKWARD_T = [2.0, 1.5, 1.0, 0.5, 0.0]
+BACKWARD_Y = [1.0, 1.28402542, 1.64872127, 2.11700002, 2.71828183]
+
+
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_backward_adaptive(method):
+    sol = solve(linear(-0.5), [1.0], (2.0, 0.0), method, t_eval=BACKWARD_T,
+                rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sol.y[:, 0], BACKWARD_Y, atol=1e-8)
+    np.testing.assert_array_equal(sol.t, BACKWARD_T)
+
+
+def test_backward_rk4_step_not_dividing_span():
+    sol = solve(linear(-0.5), [1.0], (2.0, 0.0), "rk4", t_eval=BACKWARD_T, dt=0.3)
+    np.testing.assert_allclose(sol.y[:, 0], BACKWARD_Y, atol=1e-4)
+    np.testing.assert_array_equal(sol.t, BACKWARD_T)
+    assert sol.status == Status.SUCCESS
+
+
+# --- E4: zero-length span -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", FIXED + ADAPTIVE + SYMPLECTIC)
+def test_zero_length_span(method):
+    if method in SYMPLECTIC:
+        system, y0 = harmonic([1.0]), np.array([[1.0, -2.0]])
+    else:
+        system, y0 = linear(-1.0), np.array([[1.0], [-2.0]])
+    options = fixed_step_options(method)
+    final = solve(system, y0, (0.0, 0.0), method, **options)
+    np.testing.assert_array_equal(final.y, y0)
+    assert np.all(final.status == Status.SUCCESS)
+    dense = solve(system, y0, (3.0, 3.0), method, t_eval=[3.0], **options)
+    np.testing.assert_array_equal(dense.y[:, 0, :], y0)
+    assert np.all(dense.status == Status.SUCCESS)
+
+
+# --- E5: zero derivative or zero state at the start ------------------------------------
+
+
+@pytest.mark.parametrize("method", ["dopri5", "tsit5"])
+@pytest.mark.parametrize(
+    ("coefficients", "y0", "t1", "expected"),
+    [((0.0, 1.0), 1.0, 2.0, 3.0), ((-1.0, 0.0), 0.0, 1.0, 0.0), ((0.0, 0.0), 5.0, 1.0, 5.0)],
+    ids=["f=t", "f=-y,y0=0", "f=0"],
+)
+def test_zero_start(method, coefficients, y0, t1, expected):
+    a, b = coefficients
+    sol = solve(linear(a, b), [y0], (0.0, t1), method, rtol=1e-8, atol=1e-10)
+    assert sol.status == Status.SUCCESS
+    assert np.isfinite(sol.y[0])
+    assert abs(sol.y[0] - expected) < 1e-8
+
+
+# --- E6: non-finite rows do not poison a batch ----------------------------------------
+
+MIXED_ROWS = np.array([[1.0, 1.0], [1.0, np.nan], [1.0, 2.0], [np.nan, 1.0], [np.inf, 1.0]])
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [("dopri5", {"rtol": 1e-8, "atol": 1e-10}), ("rk4", {"dt": 0.01})],
+)
+def test_non_finite_rows_isolated(method, options):
+    batch = solve(decay_by_state, MIXED_ROWS, (0.0, 1.0), method, **options)
+    assert abs(batch.y[0, 0] - 0.36787944117144233) < 1e-7
+    assert abs(batch.y[2, 0] - 0.1353352832366127) < 1e-7
+    np.testing.assert_array_equal(batch.status[[0, 2]], Status.SUCCESS)
+    assert np.all(batch.status[[1, 3, 4]] != Status.SUCCESS)
+    for row in (0, 2):
+        alone = solve(decay_by_state, MIXED_ROWS[row], (0.0, 1.0), method, **options)
+        assert alone.y[0] == batch.y[row, 0]
+        for name in ("n_steps", "n_accepted", "n_rejected", "n_rhs"):
+            assert alone.stats[name] == batch.stats[name][row]
+
+
+# --- E7: stiff problem with an explicit method ----------------------------------------
+
+
+@pytest.mark.parametrize("dense", [False, True], ids=["final", "t_eval"])
+def test_stiff_problem_stops_at_max_steps(dense):
+    t_eval = np.linspace(0.0, 10.0, 101) if dense else None
+    with pytest.warns(fastode.StiffnessWarning, match="MAX_STEPS: 1"):
+        sol = solve(linear(-1e6, d=1e6), [0.0], (0.0, 10.0), t_eval=t_eval, rtol=1e-6,
+                    atol=1e-9, max_steps=1000)
+    assert sol.status == Status.MAX_STEPS
+    assert sol.stats["n_steps"] == 1000
+    assert 0.0 < sol.t_final < 10.0
+    if dense:
+        reached = sol.t <= sol.t_final
+        assert reached.sum() >= 1
+        np.testing.assert_allclose(sol.y[reached, 0], np.cos(sol.t[reached]), atol=1e-3)
+        assert np.all(np.isnan(sol.y[~reached, 0]))
+    else:
+        assert abs(sol.y[0] - math.cos(sol.t_final)) < 1e-3
+
+
+# --- E8: complex states ---------------------------------------------------------------
+
+
+@fastode.ode(dim=1)
+def rotate(t, y, dy, p):
+    dy[0] = -1j * y[0]
+
+
+def test_complex_initial_state_rejected():
+    with pytest.raises(TypeError, match="complex"):
+        solve(rotate, [1.0 + 0j], (0.0, math.pi), t_eval=[math.pi / 2, math.pi])
+
+
+def test_complex_right_hand_side_rejected():
+    with pytest.raises(TypeError, match="rotate computes complex values"):
+        solve(rotate, [1.0], (0.0, math.pi), t_eval=[math.pi / 2, math.pi])
+
+
+# --- E9: integer initial conditions -----------------------------------------------------
+
+
+def test_integer_initial_state():
+    system = oscillator([math.pi, 0.5])
+    ints = solve(system, (1, 0), (0.0, 5.0), rtol=1e-10, atol=1e-12)
+    floats = solve(system, (1.0, 0.0), (0.0, 5.0), rtol=1e-10, atol=1e-12)
+    assert ints.y.dtype == np.float64
+    np.testing.assert_allclose(ints.y, [-0.20315095613792755, -0.31087856752121795],
+                               atol=1e-8)
+    np.testing.assert_array_equal(ints.y, floats.y)
+
+
+# --- E10: batch shapes ------------------------------------------------------------------
+
+E10_T = [0.0, 0.5, 1.0]
+E10_Y = [3.0, 1.103638323514327, 0.4060058497098381]
+
+
+def test_batch_of_one():
+    sol = solve(linear(-2.0), [[3.0]], (0.0, 1.0), t_eval=E10_T, rtol=1e-10, atol=1e-12)
+    assert sol.y.shape == (1, 3, 1)
+    np.testing.assert_allclose(sol.y[0, :, 0], E10_Y, rtol=1e-8)
+
+
+def test_single_state():
+    sol = solve(linear(-2.0), [3.0], (0.0, 1.0), t_eval=E10_T, rtol=1e-10, atol=1e-12)
+    assert sol.y.shape == (3, 1)
+    np.testing.assert_allclose(sol.y[:, 0], E10_Y, rtol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["rk4", "dopri5"])
+def test_empty_batch(method):
+    options = {"dt": 0.1} if method == "rk4" else {}
+    sol = solve(linear(-2.0), np.zeros((0, 1)), (0.0, 1.0), method, t_eval=E10_T, **options)
+    assert sol.y.shape == (0, 3, 1)
+    assert sol.status.shape == (0,)
+    assert sol.stats["n_steps"].shape == (0,)
+
+
+# --- user functions that cannot run ---------------------------------------------------------
+
+
+@fastode.ode(dim=1)
+def uses_decimal(t, y, dy, p):
+    dy[0] = decimal.Decimal(1)
+
+
+@fastode.ode(dim=1)
+def writes_past_end(t, y, dy, p):
+    dy[0] = -y[0]
+    dy[1] = 0.0
+
+
+@fastode.ode(dim=2)
+def forgets_component(t, y, dy, p):
+    dy[0] = y[1]
+
+
+@fastode.ode(dim=1)
+def returns_derivative(t, y, dy, p):
+    return -y
+
+
+def test_uncompilable_function_named():
+    with pytest.raises(TypeError, match="Numba cannot compile uses_decimal"):
+        solve(uses_decimal, [1.0], (0.0, 1.0))
+
+
+def test_write_past_end_rejected():
+    with pytest.raises(ValueError, match="writes_past_end indexed an array out of range"):
+        solve(writes_past_end, [1.0], (0.0, 1.0))
+
+
+def test_unwritten_component_rejected():
+    with pytest.raises(ValueError, match=r"forgets_component did not write dy\[1\]"):
+        solve(forgets_component, [1.0, 0.0], (0.0, 1.0))
+
+
+def test_returned_derivative_rejected():
+    with pytest.raises(TypeError, match="returns_derivative returned a value"):
+        solve(returns_derivative, [1.0], (0.0, 1.0))
+
+
+def test_infinite_row_gives_non_finite_status():
+    sol = solve(linear(1.0, c=1.0), [[1.0], [np.inf]], (0.0, 1.0), "rk4", dt=0.1)
+    assert sol.status[0] == Status.SUCCESS
+    assert sol.status[1] == Status.NON_FINITE
+
+
+def test_bad_dimension_rejected():
+    with pytest.raises(ValueError, match="dim"):
+        fastode.ode(lambda t, y, dy, p: None, dim=0)
