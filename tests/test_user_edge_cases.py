@@ -160,10 +160,11 @@ def test_stiff_problem_stops_at_max_steps(dense):
     assert sol.stats["n_steps"] == 1000
     assert 0.0 < sol.t_final < 10.0
     if dense:
-        reached = sol.t <= sol.t_final
-        assert reached.sum() >= 1
+        # y0 = 0 at t = 0; after a transient of about 1e-5, y follows cos t.
+        assert sol.y[0, 0] == 0.0
+        reached = (sol.t > 0) & (sol.t <= sol.t_final)
         np.testing.assert_allclose(sol.y[reached, 0], np.cos(sol.t[reached]), atol=1e-3)
-        assert np.all(np.isnan(sol.y[~reached, 0]))
+        assert np.all(np.isnan(sol.y[sol.t > sol.t_final, 0]))
     else:
         assert abs(sol.y[0] - math.cos(sol.t_final)) < 1e-3
 
