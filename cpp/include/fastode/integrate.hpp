@@ -323,8 +323,10 @@ FASTODE_HD void rk_step_block(const Lanes& lanes, const T* t, const T* dt,
 
 /// One step of an embedded pair for every lane of the block. Given k0 = f(t, y),
 /// returns y1, k_last = f(t + dt, y1) (the pair is FSAL) and the error norm,
-/// and every stage in `k_all` unless it is null (no dense output wanted).
-template <class Tab, class Lanes, class T, int D, int W>
+/// and, when `StoreStages`, every stage in `k_all` for the dense output. (A
+/// run-time flag would be a branch in the lane loop, which stops GCC from
+/// vectorizing it.)
+template <class Tab, bool StoreStages, class Lanes, class T, int D, int W>
 FASTODE_HD FASTODE_INLINE void embedded_step(const Lanes& lanes, const Problem<T>& prob,
                                              const T* t, const T* dt,
                                              const LaneVec<T, D, W>& y,
@@ -342,7 +344,7 @@ FASTODE_HD FASTODE_INLINE void embedded_step(const Lanes& lanes, const Problem<T
             norm[l] = error_norm_lane<Tab>(prob, dt[l], yl, k, y1l);
             store_lane(y1l, l, y1);
             store_lane(k[S - 1], l, k_last);
-            if (k_all != nullptr) {
+            if constexpr (StoreStages) {
                 FASTODE_UNROLL
                 for (int s = 0; s < S; ++s) store_lane(k[s], l, k_all[s]);
             }
@@ -359,7 +361,7 @@ FASTODE_HD FASTODE_INLINE void embedded_step(const Lanes& lanes, const Problem<T
             norm[l] = error_norm_lane<Tab>(prob, dt[l], yl, kl, y1l);
         }
         k_last = k[S - 1];
-        if (k_all != nullptr) {
+        if constexpr (StoreStages) {
             for (int s = 0; s < S; ++s) k_all[s] = k[s];
         }
     }
@@ -621,7 +623,7 @@ FASTODE_HD void adaptive_block(const Sys& sys, const Problem<T>& prob,
     Vec y, y1, k0, k_last;
     // Every stage of the last step, for the method's own dense output.
     Vec k_all[Tab::dense ? S : 1];
-    Vec* k_dense = Tab::dense && prob.n_eval > 0 ? k_all : nullptr;
+    const bool store_stages = Tab::dense && prob.n_eval > 0;
     LaneState<T, W> st;
     start_block(prob, first, count, y, st);
     write_initial_outputs(prob, res, first, count, y, st);
@@ -650,7 +652,11 @@ FASTODE_HD void adaptive_block(const Sys& sys, const Problem<T>& prob,
             const bool past = direction * (st.t[l] + dt[l] - prob.t1) >= T(0);
             dt_try[l] = past ? prob.t1 - st.t[l] : dt[l];
         }
-        embedded_step<Tab>(lanes, prob, st.t, dt_try, y, k0, y1, k_last, norm, k_dense);
+        if (store_stages) {
+            embedded_step<Tab, true>(lanes, prob, st.t, dt_try, y, k0, y1, k_last, norm, k_all);
+        } else {
+            embedded_step<Tab, false>(lanes, prob, st.t, dt_try, y, k0, y1, k_last, norm, k_all);
+        }
         st.count_rhs(S - 1);
 
         for (int l = 0; l < W; ++l) {
