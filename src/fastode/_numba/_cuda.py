@@ -157,7 +157,11 @@ def _kernel(system, method, kind, dtype):
 
 
 def _on_device(array) -> bool:
-    return hasattr(array, "__cuda_array_interface__") and not isinstance(array, np.ndarray)
+    # Numba device arrays qualify by `copy_to_host`, because the simulator's
+    # stand-in for them has no __cuda_array_interface__.
+    if isinstance(array, np.ndarray):
+        return False
+    return hasattr(array, "__cuda_array_interface__") or hasattr(array, "copy_to_host")
 
 
 def solve(system, y0, t_span, t_eval, method, kind, dt, rtol, atol, max_steps, dtype,
@@ -221,7 +225,7 @@ def _device_y0(y0, dim, dtype):
         dtype = check.check_dtype(dtype, y0)
         host, single = check.check_y0(y0, dim, dtype)
         return cuda.to_device(host), single, dtype
-    array = cuda.as_cuda_array(y0)
+    array = y0 if hasattr(y0, "copy_to_host") else cuda.as_cuda_array(y0)
     dtype = check.check_dtype(dtype, np.zeros(0, array.dtype))
     if array.dtype != dtype:
         msg = (
@@ -238,7 +242,7 @@ def _device_y0(y0, dim, dtype):
             f"so y0 must have shape ({dim},) or (N, {dim})"
         )
         raise ValueError(msg)
-    if not array.is_c_contiguous():
+    if not array.flags["C_CONTIGUOUS"]:
         msg = "y0 on the device must be C-contiguous; pass a contiguous copy"
         raise ValueError(msg)
     return array, single, dtype

@@ -1,0 +1,142 @@
+"""backend="numba-cuda" without a GPU: the kernels run under Numba's CUDA
+simulator in a subprocess (so NUMBA_ENABLE_CUDASIM does not leak into the
+rest of the suite) and compile to PTX for compute capability 9.0."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from numba import cuda
+from test_numba import harmonic, oscillator
+from test_user_edge_cases import MIXED_ROWS, decay_by_state
+
+import fastode
+from fastode import Status
+from fastode._numba import _cuda
+
+SIMULATED_RUNS = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    from numba import cuda
+    import fastode
+
+    @fastode.ode(dim=2, n_params=2)
+    def oscillator(t, y, dy, p):
+        dy[0] = y[1]
+        dy[1] = -p[0] * y[0] - p[1] * y[1]
+
+    @fastode.ode(dim=2)
+    def decay_by_state(t, y, dy, p):
+        dy[0] = -y[1] * y[0]
+        dy[1] = 0.0
+
+    def kinetic_gradient(p, out, params):
+        out[0] = p[0]
+
+    def harmonic_gradient(q, out, params):
+        out[0] = params[0] * q[0]
+
+    harmonic = fastode.ode_hamiltonian(kinetic_gradient, harmonic_gradient, dof=1,
+                                       n_params=1)
+    inputs = json.loads(input())
+    results = {}
+
+    def record(name, sol):
+        y = sol.y.copy_to_host() if hasattr(sol.y, "copy_to_host") else sol.y
+        stats = {key: np.asarray(value).tolist() for key, value in sol.stats.items()}
+        status = sol.status.copy_to_host() if hasattr(sol.status, "copy_to_host") else sol.status
+        results[name] = {"y": np.asarray(y).tolist(), "status": np.asarray(status).tolist(),
+                         "stats": stats, "device": hasattr(sol.y, "copy_to_host")}
+
+    y0 = np.array(inputs["oscillator_y0"])
+    t_eval = [0.0, 0.5, 1.0]
+    system = oscillator([1.0, 0.1])
+    record("rk4", fastode.solve(system, y0, (0.0, 1.0), method="rk4", dt=0.1,
+                                t_eval=t_eval, backend="numba-cuda"))
+    record("dopri5", fastode.solve(system, y0, (0.0, 1.0), t_eval=t_eval,
+                                   backend="numba-cuda"))
+    record("device_input", fastode.solve(system, cuda.to_device(y0), (0.0, 1.0),
+                                         backend="numba-cuda"))
+    record("verlet", fastode.solve(harmonic([4.0]), y0, (0.0, 1.0), method="verlet",
+                                   dt=0.05, backend="numba-cuda"))
+    rows = np.array(inputs["mixed_rows"])
+    record("mixed", fastode.solve(decay_by_state, rows, (0.0, 1.0), rtol=1e-8, atol=1e-10,
+                                  backend="numba-cuda"))
+    print(json.dumps(results))
+    """
+)
+
+OSCILLATOR_Y0 = np.array([[1.0, 0.0], [0.5, -0.2], [0.0, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    """Results of the numba-cuda backend under the CUDA simulator."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=os.pathsep.join(sys.path))
+    # json cannot carry NaN in strict mode, but Python's json reads it back.
+    inputs = json.dumps({"oscillator_y0": OSCILLATOR_Y0.tolist(),
+                         "mixed_rows": MIXED_ROWS.tolist()})
+    run = subprocess.run([sys.executable, "-c", SIMULATED_RUNS], input=inputs, env=env,
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def cpu(system, y0, method, **options):
+    return fastode.solve(system, y0, (0.0, 1.0), method=method, backend="numba", **options)
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "options"),
+    [("rk4", "rk4", {"dt": 0.1, "t_eval": [0.0, 0.5, 1.0]}),
+     ("dopri5", "dopri5", {"t_eval": [0.0, 0.5, 1.0]}),
+     ("device_input", "dopri5", {})],
+)
+def test_simulator_matches_cpu(simulated, name, method, options):
+    result = simulated[name]
+    ours = cpu(oscillator([1.0, 0.1]), OSCILLATOR_Y0, method, **options)
+    np.testing.assert_allclose(result["y"], ours.y, rtol=1e-13, atol=1e-15)
+    for key in ("n_steps", "n_accepted", "n_rejected", "n_rhs"):
+        np.testing.assert_array_equal(result["stats"][key], ours.stats[key])
+
+
+def test_simulator_device_input_stays_on_device(simulated):
+    assert simulated["device_input"]["device"]
+    assert not simulated["dopri5"]["device"]
+
+
+def test_simulator_symplectic(simulated):
+    ours = cpu(harmonic([4.0]), OSCILLATOR_Y0, "verlet", dt=0.05)
+    np.testing.assert_allclose(simulated["verlet"]["y"], ours.y, rtol=1e-13, atol=1e-15)
+
+
+def test_simulator_non_finite_rows_isolated(simulated):
+    result = simulated["mixed"]
+    assert result["status"][0] == Status.SUCCESS
+    assert result["status"][2] == Status.SUCCESS
+    assert all(result["status"][row] != Status.SUCCESS for row in (1, 3, 4))
+    assert abs(result["y"][0][0] - 0.36787944117144233) < 1e-7
+    assert abs(result["y"][2][0] - 0.1353352832366127) < 1e-7
+
+
+@pytest.mark.skipif(cuda.is_available(), reason="a CUDA device is present")
+def test_missing_gpu_error():
+    with pytest.raises(RuntimeError, match="needs an NVIDIA GPU"):
+        fastode.solve(oscillator([1.0, 0.0]), [1.0, 0.0], (0.0, 1.0), backend="numba-cuda")
+
+
+@pytest.mark.parametrize(
+    ("system", "method", "dtype"),
+    [(oscillator, "rk4", np.float64), (oscillator, "dopri5", np.float32),
+     (decay_by_state, "tsit5", np.float64), (harmonic, "yoshida4", np.float64)],
+    ids=["rk4-f64", "dopri5-f32", "tsit5-f64", "yoshida4-f64"],
+)
+def test_kernels_compile_to_ptx(system, method, dtype):
+    ptx = _cuda.compile_ptx(system, method, dtype, cc=(9, 0))
+    assert ".target sm_90" in ptx
+    assert ".entry" in ptx
