@@ -23,9 +23,11 @@ constexpr int MLP_MAX_WIDTH = 256;
 constexpr int MLP_MAX_HIDDEN_TOTAL = 1024;
 /// Largest number of trace probes (Hutchinson vectors, or the d unit vectors).
 constexpr int MLP_MAX_PROBES = 64;
+// NOTE: with W = 1 on the GPU these bounds give the CNF field about 16 KB of
+// per-thread local memory in float64. Only NVRTC compilation is tested there.
 
 // The network passes are large and run once per right-hand side evaluation,
-// so a call costs nothing measurable. Keeping them out of line compiles each
+// so the call overhead is small next to their work. Keeping them out of line compiles each
 // once per (type, lanes) instead of once per method, dimension and stage.
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define FASTODE_MLP_OUTLINE __noinline__
@@ -112,7 +114,7 @@ FASTODE_HD FASTODE_INLINE T reduce_ln2(T y, T& r) {
     return n;
 }
 
-/// exp(y) for y in [-700, 0] (float64) or [-80, 0] (float32); callers clamp.
+/// exp(y) for y in [-700, 0] (float64) or [-80, 0] (float32), so callers clamp.
 template <class T>
 FASTODE_HD FASTODE_INLINE T exp_nonpositive(T y) {
     T r;
@@ -140,7 +142,7 @@ FASTODE_HD FASTODE_INLINE T tanh(T x) {
     return x < T(0) ? -t : t;
 }
 
-/// 1 / (1 + exp(-x)), written with exp(-|x|) so it never overflows.
+/// 1 / (1 + exp(-x)), written with exp(-|x|), whose argument is at most 0.
 template <class T>
 FASTODE_HD FASTODE_INLINE T sigmoid(T x) {
     const T e = exp_nonpositive(math::max(-math::fabs(x), exp_floor<T>()));
@@ -291,7 +293,7 @@ struct MLPNet {
     int activation = ACTIVATION_TANH;
     bool time_input = false;
 
-    /// Evaluates the network for W lanes. `x` holds the input rows (state,
+    /// Evaluates the network for W lanes. `x` contains the input rows (state,
     /// then time) and is overwritten; `out` receives the widths[L] outputs.
     /// When `deriv` is not null, the activation derivatives of hidden layer
     /// after hidden layer are stored there, one lane-major block per layer.
@@ -315,9 +317,10 @@ struct MLPNet {
         }
     }
 
-    /// v^T J v for the W lanes, where J = df/dh is the Jacobian with respect to
-    /// the state (not the time) and `probe` holds v in lane-major rows. Uses the
-    /// activation derivatives stored by `forward` (forward-mode product J v).
+    /// Computes v^T J v for the W lanes, where J = df/dh is the Jacobian with
+    /// respect to the state (not the time) and `probe` contains v in lane-major
+    /// rows. J v is a forward-mode product through the activation derivatives
+    /// that `forward` stored.
     template <int W>
     FASTODE_HD FASTODE_MLP_OUTLINE void quadratic_form(const T* probe, const T* deriv, T* a,
                                                   T* b, T* quad, int dim) const {
