@@ -13,4 +13,9 @@ if [[ ! -f build.ninja ]]; then
     -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null
 fi
 ninja
-cp _core*.so "$root/src/fastode/"
+# Copy, then rename over the old module: overwriting it in place would crash
+# (SIGBUS) every running Python process that has it loaded.
+for module in _core*.so; do
+  cp "$module" "$root/src/fastode/$module.tmp"
+  mv -f "$root/src/fastode/$module.tmp" "$root/src/fastode/$module"
+done
