@@ -3,6 +3,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <string>
+#include <vector>
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -81,6 +84,29 @@ py::dict symplectic_weights() {
     return out;
 }
 
+/// b_j(theta) of the dense output of `method` (dopri5 or tsit5) at each theta,
+/// shape (len(theta), stages), so other backends need no copy of the numbers.
+py::list dense_weights(const std::string& method, const std::vector<double>& theta) {
+    py::list rows;
+    for (double th : theta) {
+        py::list row;
+        if (method == "dopri5") {
+            for (int j = 0; j < fastode::Dopri5::stages; ++j) {
+                row.append(fastode::dense_weight(fastode::Dopri5{}, j, th));
+            }
+        } else if (method == "tsit5") {
+            for (int j = 0; j < fastode::Tsit5::stages; ++j) {
+                row.append(fastode::dense_weight(fastode::Tsit5{}, j, th));
+            }
+        } else {
+            throw py::value_error("dense_weights: method must be 'dopri5' or 'tsit5', got '" +
+                                  method + "'");
+        }
+        rows.append(row);
+    }
+    return rows;
+}
+
 int max_threads() {
 #ifdef _OPENMP
     return omp_get_max_threads();
@@ -95,6 +121,7 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "Compiled batch integrators behind fastode.solve.";
     m.def("tableaus", &tableaus);
     m.def("symplectic_weights", &symplectic_weights);
+    m.def("dense_weights", &dense_weights, py::arg("method"), py::arg("theta"));
     m.def("max_threads", &max_threads, "OpenMP threads a call uses by default.");
     m.attr("openmp") = py::bool_(
 #ifdef _OPENMP
