@@ -35,8 +35,15 @@ def assert_same_solution(actual, expected):
 def test_chunk_size_is_bit_identical(method, dt, chunk_size):
     system, y0 = oscillator_batch()
     whole = fastode.solve(system, y0, (0.0, 4.0), t_eval=T_EVAL, method=method, dt=dt)
-    chunked = fastode.solve(system, y0, (0.0, 4.0), t_eval=T_EVAL, method=method, dt=dt,
-                            chunk_size=chunk_size)
+    chunked = fastode.solve(
+        system,
+        y0,
+        (0.0, 4.0),
+        t_eval=T_EVAL,
+        method=method,
+        dt=dt,
+        chunk_size=chunk_size,
+    )
     assert_same_solution(chunked, whole)
 
 
@@ -51,18 +58,33 @@ def test_threads_are_bit_identical(chunk_size):
 def test_chunked_run_matches_closed_form():
     k = np.linspace(0.5, 2.0, 200)
     y0 = np.tile([1.0, 0.0], (200, 1))
-    sol = fastode.solve(fastode.Oscillator(k), y0, (0.0, 4.0), t_eval=T_EVAL, rtol=1e-10,
-                        atol=1e-12, chunk_size=31)
+    sol = fastode.solve(
+        fastode.Oscillator(k),
+        y0,
+        (0.0, 4.0),
+        t_eval=T_EVAL,
+        rtol=1e-10,
+        atol=1e-12,
+        chunk_size=31,
+    )
     exact = np.cos(np.sqrt(k)[:, None] * T_EVAL[None, :])
     np.testing.assert_allclose(sol.y[:, :, 0], exact, rtol=0, atol=1e-8)
 
 
 def per_trajectory_systems(n, rng):
     """Built-in systems whose parameters differ per trajectory, with y0."""
-    a = -rng.uniform(0.1, 1.0, (n, 2, 2)) * np.eye(2) + 0.1 * rng.standard_normal((n, 2, 2))
+    a = -rng.uniform(0.1, 1.0, (n, 2, 2)) * np.eye(2) + 0.1 * rng.standard_normal(
+        (n, 2, 2)
+    )
     return {
-        "linear": (fastode.Linear(a, rng.standard_normal((n, 2))), rng.standard_normal((n, 2))),
-        "lorenz": (fastode.Lorenz(rho=rng.uniform(20.0, 30.0, n)), rng.standard_normal((n, 3))),
+        "linear": (
+            fastode.Linear(a, rng.standard_normal((n, 2))),
+            rng.standard_normal((n, 2)),
+        ),
+        "lorenz": (
+            fastode.Lorenz(rho=rng.uniform(20.0, 30.0, n)),
+            rng.standard_normal((n, 3)),
+        ),
         "pendulum": (
             fastode.Hamiltonian("pendulum", k=rng.uniform(0.5, 2.0, n)),
             rng.uniform(-1.0, 1.0, (n, 2)),
@@ -100,9 +122,10 @@ def test_hutchinson_probes_follow_chunks():
     mlp = fastode.MLP(weights, [np.zeros(4), np.zeros(2)])
     z0 = rng.standard_normal((70, 2))
     whole = fastode.cnf(mlp, z0, (0.0, 0.5), trace="hutchinson", n_probes=2, seed=5)
-    chunked = fastode.cnf(mlp, z0, (0.0, 0.5), trace="hutchinson", n_probes=2, seed=5,
-                          chunk_size=16)
-    for actual, expected in zip(chunked, whole):
+    chunked = fastode.cnf(
+        mlp, z0, (0.0, 0.5), trace="hutchinson", n_probes=2, seed=5, chunk_size=16
+    )
+    for actual, expected in zip(chunked, whole, strict=True):
         np.testing.assert_array_equal(actual, expected)
 
 
@@ -118,14 +141,23 @@ def test_user_system_parameters_follow_chunks():
     system = spring(k[:, None])
     y0 = np.tile([1.0, 0.0], (90, 1))
     whole = fastode.solve(system, y0, (0.0, 2.0), rtol=1e-10, atol=1e-12)
-    chunked = fastode.solve(system, y0, (0.0, 2.0), rtol=1e-10, atol=1e-12, chunk_size=32)
+    chunked = fastode.solve(
+        system, y0, (0.0, 2.0), rtol=1e-10, atol=1e-12, chunk_size=32
+    )
     assert_same_solution(chunked, whole)
     np.testing.assert_allclose(chunked.y[:, 0], np.cos(2.0 * np.sqrt(k)), atol=1e-8)
 
 
 def test_single_state_with_chunks():
-    sol = fastode.solve(fastode.Oscillator(1.0), [1.0, 0.0], (0.0, np.pi), rtol=1e-10,
-                        atol=1e-12, chunk_size=1, progress=False)
+    sol = fastode.solve(
+        fastode.Oscillator(1.0),
+        [1.0, 0.0],
+        (0.0, np.pi),
+        rtol=1e-10,
+        atol=1e-12,
+        chunk_size=1,
+        progress=False,
+    )
     assert sol.y.shape == (2,)
     assert sol.status == Status.SUCCESS
     assert sol.y[0] == pytest.approx(-1.0, abs=1e-8)
@@ -133,8 +165,9 @@ def test_single_state_with_chunks():
 
 def test_empty_batch_with_out_file(tmp_path):
     path = tmp_path / "empty.npy"
-    sol = fastode.solve(fastode.Oscillator(1.0), np.zeros((0, 2)), (0.0, 4.0),
-                        t_eval=T_EVAL, out=path)
+    sol = fastode.solve(
+        fastode.Oscillator(1.0), np.zeros((0, 2)), (0.0, 4.0), t_eval=T_EVAL, out=path
+    )
     assert sol.y.shape == (0, 9, 2)
     assert np.load(path).shape == (0, 9, 2)
 
@@ -146,8 +179,9 @@ def test_out_path_writes_npy(tmp_path):
     system, y0 = oscillator_batch()
     path = tmp_path / "y.npy"
     whole = fastode.solve(system, y0, (0.0, 4.0), t_eval=T_EVAL)
-    mapped = fastode.solve(system, y0, (0.0, 4.0), t_eval=T_EVAL, out=str(path),
-                           chunk_size=64)
+    mapped = fastode.solve(
+        system, y0, (0.0, 4.0), t_eval=T_EVAL, out=str(path), chunk_size=64
+    )
     assert isinstance(mapped.y, np.memmap)
     assert_same_solution(mapped, whole)
     np.testing.assert_array_equal(np.load(path), whole.y)
@@ -167,8 +201,10 @@ def test_out_path_without_t_eval(tmp_path):
 def test_out_array_is_filled(tmp_path):
     system, y0 = oscillator_batch()
     buffer = np.full((N, 9, 2), -7.0)
-    sol = fastode.solve(system, y0, (0.0, 4.0), t_eval=T_EVAL, out=buffer, chunk_size=50)
-    assert sol.y is buffer
+    sol = fastode.solve(
+        system, y0, (0.0, 4.0), t_eval=T_EVAL, out=buffer, chunk_size=50
+    )
+    assert np.shares_memory(sol.y, buffer)
     whole = fastode.solve(system, y0, (0.0, 4.0), t_eval=T_EVAL)
     np.testing.assert_array_equal(buffer, whole.y)
 
@@ -223,8 +259,9 @@ def test_budget_sets_chunk_size(tmp_path, monkeypatch):
     # Each row needs 144 bytes of y and 49 of t_final, status and step counts;
     # 300 rows of those 49 stay in memory, so 30_000 bytes leave room for
     # 77 rows, rounded down to 64.
-    fastode.solve(system, y0, (0.0, 4.0), t_eval=T_EVAL, out=tmp_path / "y.npy",
-                  max_memory=30_000)
+    fastode.solve(
+        system, y0, (0.0, 4.0), t_eval=T_EVAL, out=tmp_path / "y.npy", max_memory=30_000
+    )
     assert sizes == [64, 64, 64, 64, 44]
 
 
@@ -237,13 +274,33 @@ def test_default_budget_is_half_of_available():
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        ({"max_memory": 0}, ValueError, "max_memory must be a positive number of bytes, got 0"),
+        (
+            {"max_memory": 0},
+            ValueError,
+            "max_memory must be a positive number of bytes, got 0",
+        ),
         ({"max_memory": float("inf")}, ValueError, "max_memory must be a positive"),
-        ({"max_memory": "1GB"}, TypeError, "max_memory must be a number of bytes, got str"),
+        (
+            {"max_memory": "1GB"},
+            TypeError,
+            "max_memory must be a number of bytes, got str",
+        ),
         ({"chunk_size": 0}, ValueError, "chunk_size must be a positive integer, got 0"),
-        ({"chunk_size": 2.5}, TypeError, "chunk_size must be a positive integer, got float"),
-        ({"chunk_size": True}, TypeError, "chunk_size must be a positive integer, got bool"),
-        ({"progress": "yes"}, TypeError, "progress must be None, True or False, got 'yes'"),
+        (
+            {"chunk_size": 2.5},
+            TypeError,
+            "chunk_size must be a positive integer, got float",
+        ),
+        (
+            {"chunk_size": True},
+            TypeError,
+            "chunk_size must be a positive integer, got bool",
+        ),
+        (
+            {"progress": "yes"},
+            TypeError,
+            "progress must be None, True or False, got 'yes'",
+        ),
     ],
 )
 def test_chunk_arguments_rejected(kwargs, error, match):
@@ -307,7 +364,9 @@ def test_interrupt_keeps_finished_chunks(monkeypatch):
     system, y0 = oscillator_batch()
     whole = fastode.solve(system, y0, (1.0, 4.0), t_eval=T_EVAL[2:])
     interrupt_on_call(monkeypatch, 3)
-    with pytest.warns(RuntimeWarning, match="interrupted after 200 of 300 trajectories"):
+    with pytest.warns(
+        RuntimeWarning, match="interrupted after 200 of 300 trajectories"
+    ):
         sol = fastode.solve(system, y0, (1.0, 4.0), t_eval=T_EVAL[2:], chunk_size=100)
     np.testing.assert_array_equal(sol.y[:200], whole.y[:200])
     assert np.all(sol.status[:200] == Status.SUCCESS)
@@ -351,7 +410,9 @@ def stiff_batch():
 def test_stiffness_warning_counts_rows():
     system, y0 = stiff_batch()
     with pytest.warns(fastode.StiffnessWarning) as record:
-        sol = fastode.solve(system, y0, (0.0, 10.0), rtol=1e-10, atol=1e-14, max_steps=500)
+        sol = fastode.solve(
+            system, y0, (0.0, 10.0), rtol=1e-10, atol=1e-14, max_steps=500
+        )
     assert len(record) == 1
     message = str(record[0].message)
     assert "2 of 4 trajectories stopped early" in message
@@ -373,8 +434,9 @@ def test_stiffness_warning_once_per_chunked_call():
 
 def test_fixed_step_max_steps_does_not_warn():
     """MAX_STEPS of a fixed-step method only means dt is too small for the span."""
-    sol = fastode.solve(fastode.Linear([[-1.0]]), [1.0], (0.0, 10.0), method="rk4", dt=0.1,
-                        max_steps=5)
+    sol = fastode.solve(
+        fastode.Linear([[-1.0]]), [1.0], (0.0, 10.0), method="rk4", dt=0.1, max_steps=5
+    )
     assert sol.status == Status.MAX_STEPS
 
 

@@ -173,7 +173,9 @@ class _Layout:
         y_bytes = self.y_row_bytes if in_memory else 0
         return self.n * (y_bytes + self.small_row_bytes)
 
-    def chunk_rows(self, max_memory: int, in_memory: bool, chunk_size: int | None) -> int:
+    def chunk_rows(
+        self, max_memory: int, in_memory: bool, chunk_size: int | None
+    ) -> int:
         """Trajectories per chunk: `chunk_size` when given, else a share of
         the batch that keeps the result plus one chunk within `max_memory`."""
         if chunk_size is not None:
@@ -262,8 +264,16 @@ class _Progress:
             self.bar.close()
 
 
-def run(job, n_out: int, dim: int, *, max_memory=None, out=None, progress=None,
-        chunk_size=None) -> dict:
+def run(
+    job,
+    n_out: int,
+    dim: int,
+    *,
+    max_memory=None,
+    out=None,
+    progress=None,
+    chunk_size=None,
+) -> dict:
     """Run `job` in chunks of trajectories and return its outputs as one dict
     in the layout of the `fastode._core` bindings.
 
@@ -279,9 +289,14 @@ def run(job, n_out: int, dim: int, *, max_memory=None, out=None, progress=None,
     needed = layout.result_bytes(in_memory)
     if needed > max_memory:
         where = "in memory" if in_memory else "for status and step counts"
-        hint = "pass out='file.npy' to write y to a memory-mapped file, or " if in_memory else ""
+        hint = (
+            "pass out='file.npy' to write y to a memory-mapped file, or "
+            if in_memory
+            else ""
+        )
         msg = (
-            f"the result of {layout.n} trajectories needs {_gib(needed)} {where}, more than "
+            f"the result of {layout.n} trajectories needs {_gib(needed)} {where}, "
+            "more than "
             f"max_memory={_gib(max_memory)}; {hint}raise max_memory or solve fewer "
             "trajectories per call"
         )
@@ -305,7 +320,8 @@ def _run_chunks(job, layout: _Layout, result: dict, rows: int, progress) -> dict
         _mark_interrupted(result, done, job.call["t0"])
         n_left = layout.n - done
         warnings.warn(
-            f"fastode.solve was interrupted after {done} of {layout.n} trajectories; the "
+            f"fastode.solve was interrupted after {done} of {layout.n} trajectories; "
+            "the "
             f"other {n_left} have status INTERRUPTED and NaN states",
             RuntimeWarning,
             stacklevel=4,
@@ -328,11 +344,15 @@ def _store(result: dict, chunk: dict, start: int, stop: int):
 
 
 def _mark_interrupted(result: dict, start: int, t0: float):
-    result["y"][start:] = np.nan
-    result["t_final"][start:] = t0
-    result["status"][start:] = Status.INTERRUPTED
+    _mark_interrupted_range(result, start, len(result["status"]), t0)
+
+
+def _mark_interrupted_range(result: dict, start: int, stop: int, t0: float):
+    result["y"][start:stop] = np.nan
+    result["t_final"][start:stop] = t0
+    result["status"][start:stop] = Status.INTERRUPTED
     for name in PER_ROW_KEYS[2:]:
-        result[name][start:] = 0
+        result[name][start:stop] = 0
 
 
 def warn_if_stiff(status, kind: str, method: str, stacklevel: int = 3):
@@ -350,7 +370,8 @@ def warn_if_stiff(status, kind: str, method: str, stacklevel: int = 3):
     if n_max_steps + n_too_small == 0:
         return
     msg = (
-        f"{n_max_steps + n_too_small} of {status.size} trajectories stopped early with the "
+        f"{n_max_steps + n_too_small} of {status.size} trajectories stopped early "
+        "with the "
         f"explicit method {method!r} (MAX_STEPS: {n_max_steps}, STEP_TOO_SMALL: "
         f"{n_too_small}). If the system is stiff, an explicit method needs a number of "
         "steps proportional to its fastest decay rate times the span, whatever the "

@@ -163,7 +163,8 @@ def solve(
     else:
         job = _chunks.CoreJob(system._kernel, y0, t_out, dense, call,
                               system._core_arguments(n, dtype))
-    result = _chunks.run(job, t_out.shape[0] if dense else 1, system.dim,
+    # The core keeps one output column when t_eval is empty, as without t_eval.
+    result = _chunks.run(job, max(t_out.shape[0], 1), system.dim,
                          max_memory=max_memory, out=out, progress=progress,
                          chunk_size=chunk_size)
     solution = _make_solution(result, t_eval if dense else np.array([t1], dtype=dtype),
@@ -210,7 +211,7 @@ def _numba_job(system, y0, t_eval, kind, call) -> _chunks.NumbaJob:
 
 
 def _make_solution(out, t, dense, single, method) -> Solution:
-    y = out["y"] if dense else out["y"][:, 0, :]
+    y = out["y"][:, : len(t), :] if dense else out["y"][:, 0, :]
     stats = {name: out[name] for name in ("n_steps", "n_accepted", "n_rejected", "n_rhs")}
     status, t_final = out["status"], out["t_final"]
     if single:

@@ -1,0 +1,256 @@
+"""Spread one batch of trajectories over the workers of a Dask cluster.
+
+Each chunk of trajectories runs on a worker in the compiled C++ core, and the
+client writes the chunks into one `Solution`. Trajectories are integrated
+independently of each other, so the result equals `fastode.solve` on one
+machine bit for bit, provided every machine runs the same build of fastode.
+
+Connect to an existing cluster by its scheduler address::
+
+    from dask.distributed import Client
+    import fastode.distributed
+
+    client = Client("tcp://scheduler:8786")
+    sol = fastode.distributed.solve(system, y0, (0.0, 10.0), client=client)
+
+or start one on this machine with ``Client(LocalCluster(n_workers=4))``.
+Needs the ``dask`` extra: ``pip install fastode[dask]``.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+
+import numpy as np
+
+from . import _chunks
+from . import _validation as check
+from ._solution import Solution
+from ._solve import DEFAULT_MAX_STEPS, _make_solution
+from ._systems import System
+from ._user import UserSystem
+
+__all__ = ["solve"]
+
+#: Trajectories per task when `chunk_size` is not given.
+DEFAULT_CHUNK_SIZE = 65_536
+
+
+def solve(
+    system,
+    y0,
+    t_span,
+    t_eval=None,
+    method="dopri5",
+    dt=None,
+    rtol=1e-6,
+    atol=1e-9,
+    max_steps=DEFAULT_MAX_STEPS,
+    dtype=None,
+    controller="i",
+    *,
+    client=None,
+    chunk_size=DEFAULT_CHUNK_SIZE,
+    threads=1,
+    out=None,
+    progress=False,
+) -> Solution:
+    """Integrate a batch like `fastode.solve`, one chunk per Dask task.
+
+    Parameters
+    ----------
+    system, y0, t_span, t_eval, method, dt, rtol, atol, max_steps, dtype, controller
+        As in `fastode.solve`. Only built-in systems run here; systems made
+        by `fastode.ode` raise `TypeError`.
+    client : dask.distributed.Client, optional
+        The cluster to run on; defaults to the current client
+        (`distributed.get_client`).
+    chunk_size : int
+        Trajectories per task. Each task carries its rows of y0 and of the
+        per-trajectory parameters through the scheduler.
+    threads : int
+        OpenMP threads of each task. Dask already runs one task per worker
+        thread, so the default of 1 fills a worker started with one thread
+        per core.
+    out : str or os.PathLike or ndarray, optional
+        Where the client writes ``y``, as in `fastode.solve`.
+    progress : bool
+        Show a tqdm bar of finished trajectories on stderr.
+
+    Returns
+    -------
+    Solution
+        The same arrays as `fastode.solve` on one machine.
+
+    Notes
+    -----
+    Tasks have unique keys and embed their inputs, so when a worker dies the
+    scheduler runs its unfinished or unfetched chunks again on another
+    worker. A task whose workers die more often than the scheduler's
+    ``distributed.scheduler.allowed-failures`` (3 by default) fails with
+    ``KilledWorker``, which this function raises. Ctrl-C cancels the
+    remaining tasks and returns the finished chunks, as `fastode.solve` does.
+    """
+    job, layout, single, t_out = _prepare(
+        system,
+        y0,
+        t_span,
+        t_eval,
+        method,
+        dt,
+        rtol,
+        atol,
+        max_steps,
+        dtype,
+        controller,
+        threads,
+    )
+    chunk_size = _chunks.check_chunk_size(chunk_size)
+    progress = _chunks.check_progress(progress)
+    client = _get_client(client)
+    result = _chunks._allocate(layout, out)
+    bounds = [
+        (start, min(start + chunk_size, layout.n))
+        for start in range(0, layout.n, chunk_size)
+    ]
+    _gather(client, job, bounds, result, progress, layout.n)
+    solution = _make_solution(result, t_out, job.dense, single, job.call["method"])
+    _chunks.warn_if_stiff(
+        solution.status, check.METHODS[job.call["method"]], job.call["method"]
+    )
+    return solution
+
+
+def _prepare(
+    system,
+    y0,
+    t_span,
+    t_eval,
+    method,
+    dt,
+    rtol,
+    atol,
+    max_steps,
+    dtype,
+    controller,
+    threads,
+):
+    """Check the arguments as `fastode.solve` does and build the C++ job."""
+    if not isinstance(system, System):
+        msg = f"system must be a built-in fastode system, got {type(system).__name__}"
+        raise TypeError(msg)
+    if isinstance(system, UserSystem):
+        msg = (
+            "fastode.distributed runs built-in systems on the C++ core; "
+            f"{system.name} from "
+            "fastode.ode runs on Numba, so call fastode.solve for it"
+        )
+        raise TypeError(msg)
+    method = check.check_method(method, system)
+    kind = check.METHODS[method]
+    dtype = check.check_dtype(dtype, y0)
+    y0, single = check.check_y0(y0, system.dim, dtype)
+    t0, t1 = check.check_t_span(t_span)
+    t_eval = check.check_t_eval(t_eval, t0, t1, dtype)
+    rtol, atol = check.check_tolerances(rtol, atol, dtype, kind)
+    call = {
+        "method": method,
+        "t0": t0,
+        "t1": t1,
+        "dt": check.check_dt(dt, kind, method),
+        "rtol": rtol,
+        "atol": atol,
+        "max_steps": check.check_positive_int("max_steps", max_steps),
+        "controller": check.check_controller(controller),
+        "threads": check.check_positive_int("threads", threads),
+    }
+    dense = t_eval is not None
+    t_core = t_eval if dense else np.zeros(0, dtype=dtype)
+    job = _chunks.CoreJob(
+        system._kernel,
+        y0,
+        t_core,
+        dense,
+        call,
+        system._core_arguments(y0.shape[0], dtype),
+    )
+    layout = _chunks._Layout(
+        y0.shape[0], max(t_core.shape[0], 1), system.dim, dtype
+    )
+    t_out = t_eval if dense else np.array([t1], dtype=dtype)
+    return job, layout, single, t_out
+
+
+def _get_client(client):
+    try:
+        from distributed import Client, get_client
+    except ImportError as error:
+        msg = "fastode.distributed needs Dask: pip install 'fastode[dask]'"
+        raise ImportError(msg) from error
+    if client is None:
+        try:
+            return get_client()
+        except ValueError as error:
+            msg = (
+                "client is missing and no Dask client is running; pass "
+                "client=Client('tcp://scheduler:8786') or client=Client(LocalCluster())"
+            )
+            raise ValueError(msg) from error
+    if not isinstance(client, Client):
+        msg = f"client must be a dask.distributed.Client, got {type(client).__name__}"
+        raise TypeError(msg)
+    return client
+
+
+def _run_job(job: _chunks.CoreJob) -> dict:
+    """Integrate one chunk on a worker."""
+    return job.run()
+
+
+def _gather(client, job, bounds, result, progress, n):
+    """Submit one task per chunk and store each chunk as it finishes."""
+    from distributed import as_completed
+
+    token = uuid.uuid4().hex
+    futures = {}
+    for index, (start, stop) in enumerate(bounds):
+        future = client.submit(
+            _run_job, job.rows(start, stop), key=f"fastode-{token}-{index}"
+        )
+        futures[future] = (start, stop)
+    done = np.zeros(n, dtype=bool)
+    bar = _chunks._Progress(progress, n)
+    finished = 0
+    try:
+        for future in as_completed(futures):
+            start, stop = futures[future]
+            _chunks._store(result, future.result(), start, stop)
+            done[start:stop] = True
+            finished += stop - start
+            bar.update(finished, stop - start)
+            future.release()
+    except KeyboardInterrupt:
+        client.cancel(list(futures))
+        _mark_interrupted_rows(result, ~done, job.call["t0"])
+        warnings.warn(
+            f"fastode.distributed.solve was interrupted after {finished} of {n} "
+            f"trajectories; the other {n - finished} have status INTERRUPTED and NaN "
+            "states",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    finally:
+        bar.close()
+
+
+def _mark_interrupted_rows(result, rows, t0):
+    for start, stop in _runs(rows):
+        _chunks._mark_interrupted_range(result, start, stop, t0)
+
+
+def _runs(mask):
+    """(start, stop) of each run of True in a boolean array."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return zip(edges[::2], edges[1::2], strict=True)
