@@ -15,7 +15,7 @@ N = 10_000
 SAMPLE = 20
 RTOL, ATOL = 1e-6, 1e-9
 CASE = f"dopri5, rtol {RTOL:g}, atol {ATOL:g}, {N:,} trajectories"
-#: Both solvers reach a max error of about 2.5e-7 on this problem; the
+#: Both solvers reach a max error of about 2.5e-7 on this problem. The
 #: bound leaves a margin of 40 and still catches a wrong step or tableau.
 ERROR_BOUND = 1e-5
 
