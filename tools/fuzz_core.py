@@ -50,7 +50,7 @@ def extreme(rng):
 
 
 def scalar(rng, low, high, bad=0.1):
-    """A log-uniform magnitude in [low, high], or an extreme value."""
+    """Return a log-uniform magnitude in [low, high], or an extreme value."""
     if rng.random() < bad:
         return float(extreme(rng))
     return float(10.0 ** rng.uniform(np.log10(low), np.log10(high)))
@@ -81,7 +81,7 @@ def state_array(rng, n, dim, dtype, valid_shapes):
 
 
 def rows_for(rng, n, valid_shapes):
-    """Rows of a parameter array: 1 (shared) or n, or a wrong count."""
+    """Draw the rows of a parameter array: 1 (shared), n, or a wrong count."""
     if valid_shapes or rng.random() < 0.85:
         return 1 if rng.random() < 0.5 or n == 0 else n
     return pick(rng, [0, n + 1, n + 7, 2 if n != 2 else 3][SKIP_KNOWN:])
@@ -96,7 +96,7 @@ def per_trajectory(rng, n, tail, valid_shapes, low=0.1, high=4.0):
 
 
 def system_arguments(rng, kernel, n, valid_shapes):
-    """(dim, keyword arguments) of one system binding."""
+    """Draw (dim, keyword arguments) of one system binding."""
     if kernel == "oscillator":
         names = ("k", "b", "force", "omega")
         return 2, {name: per_trajectory(rng, n, (), valid_shapes) for name in names}
@@ -157,7 +157,7 @@ def mlp_arguments(rng, kernel, n, valid_shapes):
 
 
 def call_arguments(rng, kernel, n, dtype, valid_shapes):
-    """The arguments shared by every `solve_*` binding."""
+    """Draw the arguments shared by every `solve_*` binding."""
     t0 = float(rng.uniform(-10, 10)) if rng.random() > 0.05 else float(extreme(rng))
     length = pick(rng, [0.0, float(rng.uniform(1e-6, 20.0)), float(extreme(rng))])
     t1 = t0 + length * pick(rng, [1.0, -1.0])
@@ -205,7 +205,7 @@ def make_case(rng, valid_shapes):
 
 
 def describe(kernel, y0, call, system) -> str:
-    """One JSON line that names the call: arrays by shape, dtype and contents."""
+    """Describe the call in one JSON line: arrays by shape, dtype and contents."""
 
     def summary(value):
         if isinstance(value, np.ndarray):
@@ -220,7 +220,8 @@ def describe(kernel, y0, call, system) -> str:
 
 
 def check_outputs(out, n_rows):
-    """Outputs of a call that returned: one entry per trajectory, valid status."""
+    """Check the outputs of a call that returned: one entry per trajectory,
+    valid statuses, no more steps than allowed."""
     status = np.asarray(out["status"])
     assert status.shape == (n_rows,), f"status shape {status.shape} for {n_rows} rows"
     assert np.all((status >= 0) & (status <= 3)), f"status values {np.unique(status)}"

@@ -9,6 +9,7 @@ results that are bit-identical to one call on the whole batch.
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import sys
 import time
@@ -338,9 +339,28 @@ def _store(result: dict, chunk: dict, start: int, stop: int):
     for name in PER_ROW_KEYS:
         result[name][start:stop] = chunk[name]
     if isinstance(result["y"], np.memmap):
-        # Written pages become clean and reclaimable, so the page cache of a
-        # run larger than memory does not grow without bound.
-        result["y"].flush()
+        _release_rows(result["y"], stop)
+
+
+def _release_rows(y: np.memmap, stop: int):
+    """Write rows ``:stop`` of a memory-mapped result to disk and unmap their
+    pages, so the resident memory of a run larger than RAM stays bounded."""
+    y.flush()
+    mapping = getattr(y, "_mmap", None)
+    # Only a whole, shared mapping: a copy-on-write one (mode "c") would lose
+    # the rows, and a view does not start at the offset computed below.
+    whole = isinstance(y.base, mmap.mmap) and y.mode in ("r+", "w+")
+    if not whole or not hasattr(mapping, "madvise"):
+        return
+    row_bytes = y.strides[0]
+    # np.memmap maps from the allocation boundary below the .npy header.
+    end = y.offset % mmap.ALLOCATIONGRANULARITY + stop * row_bytes
+    end -= end % mmap.PAGESIZE
+    if end > 0:
+        try:
+            mapping.madvise(mmap.MADV_DONTNEED, 0, end)
+        except (OSError, ValueError):
+            pass
 
 
 def _mark_interrupted(result: dict, start: int, t0: float):
