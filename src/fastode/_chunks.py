@@ -297,9 +297,8 @@ def run(
         )
         msg = (
             f"the result of {layout.n} trajectories needs {_gib(needed)} {where}, "
-            "more than "
-            f"max_memory={_gib(max_memory)}; {hint}raise max_memory or solve fewer "
-            "trajectories per call"
+            f"more than max_memory={_gib(max_memory)}; {hint}raise max_memory or "
+            "solve fewer trajectories per call"
         )
         raise MemoryError(msg)
     rows = layout.chunk_rows(max_memory, in_memory, chunk_size)
@@ -322,8 +321,7 @@ def _run_chunks(job, layout: _Layout, result: dict, rows: int, progress) -> dict
         n_left = layout.n - done
         warnings.warn(
             f"fastode.solve was interrupted after {done} of {layout.n} trajectories; "
-            "the "
-            f"other {n_left} have status INTERRUPTED and NaN states",
+            f"the other {n_left} have status INTERRUPTED and NaN states",
             RuntimeWarning,
             stacklevel=4,
         )

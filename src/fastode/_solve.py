@@ -113,6 +113,7 @@ def solve(
     the run at the end of the chunk in progress; the call then returns the
     finished chunks, gives the others status ``INTERRUPTED`` (NaN states,
     zero step counts, ``t_final`` = t0) and warns with a `RuntimeWarning`.
+    A batch that fits in one chunk raises KeyboardInterrupt as usual.
 
     Dense output at ``t_eval`` is the cubic Hermite interpolant between the
     two step ends, fourth-order accurate, for every method.
