@@ -70,7 +70,12 @@ def ode(fn=None, *, dim, n_params=0, separable=None, params=None):
     raises `TypeError` or `ValueError` naming it, before any integration.
     The run itself has no bounds checks. Kernels compile once per (function,
     method, dtype, dim) and are cached on disk when the function is defined
-    in a source file (Numba's ``cache=True``).
+    in a source file (Numba's ``cache=True``). As with any Numba function,
+    global variables read by ``fn`` are frozen at compile time, and the disk
+    cache does not notice when they change: pass such values in ``params``.
+    ``p`` is a view of the parameter array, so ``fn`` may write to it (for
+    example to record the times it was called at), but writes to a row
+    shared by all trajectories race between threads.
 
     Examples
     --------

@@ -71,6 +71,9 @@ def _update(digest, value, depth):
         digest.update(repr(sorted(value.targetoptions.items())).encode())
         _update(digest, value.py_func, depth + 1)
     elif isinstance(value, types.FunctionType):
+        # The module matters beyond the code: a cached build reloads its
+        # environment by importing the module of the function's globals.
+        digest.update(f"function:{value.__module__}.{value.__qualname__}".encode())
         _update_code(digest, value.__code__)
         for cell in value.__closure__ or ():
             _update(digest, cell.cell_contents, depth + 1)

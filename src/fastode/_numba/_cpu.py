@@ -54,7 +54,7 @@ class CompiledKernel:
 
 def _build(system, method, kind, dtype):
     cache = system._cacheable
-    jit = cpu_jit(cache)
+    jit = cpu_jit(cache, inline="always")
     rhs = system._cpu_function("rhs")
     common = _steps.build_common(jit, dtype)
     if kind == "adaptive":
@@ -67,7 +67,8 @@ def _build(system, method, kind, dtype):
             method, _core.symplectic_weights(), dtype)
         stages = 1
     else:
-        step, stages = _steps.build_rk_step(jit, rhs, _core.tableaus()[method], dtype)
+        step, stages = _steps.build_rk_step(jit, rhs, _core.tableaus()[method], dtype,
+                                             FIXED_STEP_LANES, system.dim)
         evals = stages
     fixed_block = _steps.build_fixed_block(jit, step, evals, rhs, common, dtype)
     return _fixed_kernel(fixed_block, stages, cache)

@@ -80,7 +80,8 @@ def kernel_source(system, method: str, kind: str, dtype):
             system.dof, method, _core.symplectic_weights(), dtype)
         stages = 1
     else:
-        step, stages = _steps.build_rk_step(cuda_jit, rhs, _core.tableaus()[method], dtype)
+        step, stages = _steps.build_rk_step(cuda_jit, rhs, _core.tableaus()[method], dtype,
+                                             1, system.dim)
         evals = stages
     fixed_block = _steps.build_fixed_block(cuda_jit, step, evals, rhs, common, dtype)
 
