@@ -112,7 +112,7 @@ def ode(fn=None, *, dim, n_params=0, separable=None, params=None):
 
 
 def ode_hamiltonian(dT_dp, dV_dq, *, dof, n_params=0, params=None):
-    """A separable Hamiltonian system H(q, p) = T(p) + V(q) from its gradients.
+    """Build a separable Hamiltonian system H(q, p) = T(p) + V(q) from its gradients.
 
     The state is ``(q, p)``, of length ``2 dof``, and dy/dt = (dT/dp, -dV/dq).
     The symplectic methods (``symplectic_euler``, ``verlet``, ``yoshida4``,

@@ -1,9 +1,9 @@
 """Numba backends for user-written right-hand sides (`fastode.ode`).
 
 `run` integrates on the CPU with `numba.njit(parallel=True)` kernels and
-`run_cuda` with one CUDA thread per trajectory. Both return the same dict of
-arrays as the C++ bindings, so `fastode.solve` builds its `Solution` the
-same way for every backend.
+returns the same dict of arrays as the C++ bindings, so `fastode.solve`
+builds its `Solution` the same way as for the core. `_cuda.solve` runs one
+CUDA thread per trajectory.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def fixed_step_count(t0: float, t1: float, dt: float, dtype: np.dtype) -> int:
 
 
 def allocate_outputs(n: int, n_out: int, dim: int, dtype, zeros=np.zeros, empty=np.empty):
-    """The output arrays of a run, in the layout of the C++ bindings."""
+    """Allocate the output arrays of a run, in the layout of the C++ bindings."""
     return {
         "y": empty((n, n_out, dim), dtype),
         "t_final": empty(n, dtype),

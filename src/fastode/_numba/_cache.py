@@ -1,9 +1,9 @@
 """On-disk caching of Numba builds of closures.
 
 Numba's own cache key pickles a closure's cell contents, and a pickled
-dispatcher carries a random per-process id, so every kernel built here (a
-closure over the user's compiled function and a method's coefficients)
-would miss the cache in each new process. `ClosureCache` keys on a
+dispatcher carries a random per-process id. Every kernel built here is a
+closure over the user's compiled function and a method's coefficients, so
+it would miss the cache in each new process. `ClosureCache` keys on a
 fingerprint instead: the bytecode of the function and,
 recursively, of every dispatcher, function, array and scalar it closes
 over.
@@ -20,7 +20,7 @@ from numba.core.dispatcher import Dispatcher
 
 
 class Unfingerprintable(Exception):
-    """A closure holds a value whose identity cannot be hashed stably."""
+    """A closure contains a value whose identity cannot be hashed stably."""
 
 
 class ClosureCache(FunctionCache):
@@ -36,7 +36,7 @@ class ClosureCache(FunctionCache):
 
 def enable(dispatcher: Dispatcher) -> bool:
     """Cache `dispatcher` on disk under a stable key; return False (and leave
-    it uncached) when its closure holds something without a stable key."""
+    it uncached) when its closure contains something without a stable key."""
     try:
         key = fingerprint(dispatcher.py_func)
     except Unfingerprintable:

@@ -35,8 +35,8 @@ def build(compiled, target, role):
     ("cpu" or "cuda"). A separable system without its own rhs gets
     dy/dt = (dT/dp, -dV/dq)."""
     # Inlining the user function at each call site on the CPU lets Numba drop
-    # the reference counting of the row views passed to it, which otherwise
-    # costs an atomic operation per call and made rk4 about 10 times slower.
+    # the reference counting of the row views passed to it. In a prototype
+    # rk4 kernel that took 1.9 s without inlining and 0.47 s with it.
     jit = cpu_jit(compiled.cacheable, inline="always") if target == "cpu" else cuda_jit
     if role in compiled.python:
         return jit(compiled.python[role])

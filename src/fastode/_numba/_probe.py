@@ -1,5 +1,5 @@
 """One checked call of the user functions before a run, so code that cannot
-compile, writes out of range or forgets a component fails with a message
+compile, writes out of range or leaves a component unset fails with a message
 that names the function instead of corrupting memory inside a kernel."""
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Integration loops for user right-hand sides, written once for Numba's CPU
 and CUDA targets.
 
-`build_steppers` turns a compiled right-hand side and a method's coefficients
-into device-agnostic functions. They use only scalar arithmetic, the `math`
-module and indexing of arrays passed in, so the same source compiles under
-`numba.njit` and under `numba.cuda.jit(device=True)`; the callers allocate
-the scratch arrays (NumPy on the CPU, `cuda.local.array` on the GPU).
+The `build_*` functions turn a compiled right-hand side and a method's
+coefficients into device-agnostic functions. These use only scalar
+arithmetic, the `math` module and indexing of arrays passed in, so the same
+source compiles under `numba.njit` and under `numba.cuda.jit(device=True)`.
+The callers allocate the scratch arrays (NumPy on the CPU,
+`cuda.local.array` on the GPU).
 
 The semantics follow the C++ drivers in ``cpp/include/fastode/integrate.hpp``
 line for line: the same step grid, error norm, controller, initial step
@@ -116,9 +117,8 @@ def build_rk_step(jit, rhs, tableau, dtype, n_lanes, dim):
     """Compile one explicit Runge-Kutta step of a block of `n_lanes` lanes
     that share t and dt; k[0] ends as f(t, y) and y1 as the new state.
 
-    The lane count and dimension are compile-time constants, so LLVM unrolls
-    the loops over components; read from the array shapes, they made the
-    oscillator about 10 times slower.
+    The lane count and dimension are compile-time constants, so LLVM can
+    unroll the loops over components.
     """
     a = np.asarray(tableau["a"], dtype=dtype)
     b = np.asarray(tableau["b"], dtype=dtype)
@@ -171,7 +171,7 @@ def symplectic_coefficients(method, weights):
 
 def build_symplectic_step(jit, dV_dq, dT_dp, dof, method, weights, dtype):
     """Compile one step of a symplectic method for H = T(p) + V(q) on a block
-    of lanes: y1 = y advanced by dt. Scratch k[0] holds the gradients."""
+    of lanes: y1 = y advanced by dt. Scratch k[0] receives the gradients."""
     kicks_list, drifts_list, evals = symplectic_coefficients(method, weights)
     kicks = np.asarray(kicks_list, dtype=dtype)
     drifts = np.asarray(drifts_list, dtype=dtype)
