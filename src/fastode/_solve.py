@@ -40,7 +40,7 @@ def solve(
     ----------
     system : fastode.System
         A built-in system such as `Linear`, `Oscillator`, `Lorenz` or
-        `Hamiltonian`.
+        `Hamiltonian`, or a Python right-hand side wrapped by `fastode.ode`.
     y0 : array_like, shape (N, d) or (d,)
         Initial states, one row per trajectory. Integers are converted to
         float; complex states raise `TypeError`.
@@ -65,8 +65,10 @@ def solve(
         err / (atol + rtol max(|y|, |y_new|)) is at most 1.
     max_steps : int
         Maximum number of attempted steps per trajectory over the whole span.
-    backend : {"auto", "cpp"}
-        Where to run. ``auto`` selects the C++ core.
+    backend : {"auto", "cpp", "numba", "numba-cuda", "cupy"}
+        Where to run. ``auto`` selects the C++ core for built-in systems and
+        ``numba`` for systems made by `fastode.ode`. ``numba-cuda`` runs
+        `fastode.ode` systems on an NVIDIA GPU, one thread per trajectory.
     dtype : {None, "float32", "float64"}
         Precision of the run; None keeps float32 inputs and uses float64
         otherwise.
