@@ -58,7 +58,7 @@ def _build(system, method, kind, dtype):
     rhs = system._cpu_function("rhs")
     common = _steps.build_common(jit, dtype)
     if kind == "adaptive":
-        adaptive_one, stages = _steps.build_adaptive(jit, rhs, _core.tableaus()[method],
+        adaptive_one, stages = _steps.build_adaptive(jit, rhs, _steps.method_tableau(method),
                                                      common, dtype)
         return _adaptive_kernel(adaptive_one, stages, cache)
     if kind == "symplectic":
@@ -67,7 +67,7 @@ def _build(system, method, kind, dtype):
             method, _core.symplectic_weights(), dtype)
         stages = 1
     else:
-        step, stages = _steps.build_rk_step(jit, rhs, _core.tableaus()[method], dtype,
+        step, stages = _steps.build_rk_step(jit, rhs, _steps.method_tableau(method), dtype,
                                              FIXED_STEP_LANES, system.dim)
         evals = stages
     fixed_block = _steps.build_fixed_block(jit, step, evals, rhs, common, dtype)

@@ -53,7 +53,7 @@ def kernel_source(system, method: str, kind: str, dtype):
     matrix = real[:, ::1]
     counts = numba.int64[::1]
     if kind == "adaptive":
-        adaptive_one, stages = _steps.build_adaptive(cuda_jit, rhs, _core.tableaus()[method],
+        adaptive_one, stages = _steps.build_adaptive(cuda_jit, rhs, _steps.method_tableau(method),
                                                      common, dtype)
 
         def adaptive_kernel(y0, params, pstride, t_eval, t0, t1, dt0, rtol, atol,
@@ -80,7 +80,7 @@ def kernel_source(system, method: str, kind: str, dtype):
             system.dof, method, _core.symplectic_weights(), dtype)
         stages = 1
     else:
-        step, stages = _steps.build_rk_step(cuda_jit, rhs, _core.tableaus()[method], dtype,
+        step, stages = _steps.build_rk_step(cuda_jit, rhs, _steps.method_tableau(method), dtype,
                                              1, system.dim)
         evals = stages
     fixed_block = _steps.build_fixed_block(cuda_jit, step, evals, rhs, common, dtype)

@@ -22,6 +22,8 @@ import math
 import numba
 import numpy as np
 
+from .. import _core
+
 # Status codes, as in `fastode.Status`.
 SUCCESS = 0
 MAX_STEPS = 1
@@ -39,6 +41,24 @@ CONTROLLER_PI = 1
 def numba_real(dtype):
     """Return the Numba scalar type of a NumPy float dtype."""
     return numba.float32 if np.dtype(dtype) == np.float32 else numba.float64
+
+
+def method_tableau(method):
+    """Return the coefficients of a Runge-Kutta method from `fastode._core`,
+    with ``dense`` added where the core has an interpolant of its own.
+
+    ``dense[j, m]`` is the coefficient of theta^(m+1) in the weight b_j(theta)
+    of stage j. The core evaluates b_j(theta), a polynomial of degree 4 with
+    no constant term, so its coefficients follow exactly (up to round-off)
+    from the values at four nodes.
+    """
+    tableau = dict(_core.tableaus()[method])
+    if method in ("dopri5", "tsit5") and hasattr(_core, "dense_weights"):
+        theta = np.array([0.25, 0.5, 0.75, 1.0])
+        values = np.array(_core.dense_weights(method, theta.tolist()))
+        powers = theta[:, None] ** np.arange(1, 5)
+        tableau["dense"] = np.linalg.solve(powers, values).T
+    return tableau
 
 
 def build_common(jit, dtype):
