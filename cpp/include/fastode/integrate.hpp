@@ -45,7 +45,7 @@ struct Results {
 template <class T, int W>
 struct LaneState {
     int status[W];
-    bool active[W];
+    int active[W];  // an int, not bool, so lane loops that read it vectorize
     T t[W];
     index_t n_steps[W], n_accepted[W], n_rejected[W], n_rhs[W];
     index_t n_written[W];  // outputs stored so far
@@ -274,7 +274,8 @@ FASTODE_HD FASTODE_INLINE void rk_step_lane(const F& f, T t, T dt, const T* y,
 }
 
 /// RMS over components of err_i / (atol + rtol max(|y_i|, |y1_i|)), where
-/// err = dt sum_j b_err_j k_j is the embedded error estimate.
+/// err = dt sum_j b_err_j k_j is the embedded error estimate; NaN when y1 is
+/// not finite.
 template <class Tab, class T, int D>
 FASTODE_HD FASTODE_INLINE T error_norm_lane(const Problem<T>& prob, T dt, const T* y,
                                             const T (&k)[Tab::stages][D], const T* y1) {
@@ -288,7 +289,8 @@ FASTODE_HD FASTODE_INLINE T error_norm_lane(const Problem<T>& prob, T dt, const 
         }
         const T scale = prob.atol + prob.rtol * math::max(math::fabs(y[i]), math::fabs(y1[i]));
         const T ratio = dt * err / scale;
-        sum += ratio * ratio;
+        // y1 - y1 is NaN when y1 is not finite, so such a step is never accepted.
+        sum += ratio * ratio + (y1[i] - y1[i]);
     }
     return math::sqrt(sum / T(D));
 }
@@ -608,6 +610,67 @@ FASTODE_HD void initial_step(const Lanes& lanes, const Problem<T>& prob,
     }
 }
 
+/// Time of lane l's next output, or a time beyond t1 when none is left, so
+/// that testing whether a step reached it needs no branch.
+template <class T>
+FASTODE_HD FASTODE_INLINE T next_output_time(const Problem<T>& prob, index_t j) {
+    if (j < prob.n_eval) return prob.t_eval[j];
+    return prob.t1 + prob.direction() * (T(1) + math::fabs(prob.t1 - prob.t0));
+}
+
+/// Outcome of one attempted step of every lane, decided without branches.
+template <class T, int W>
+struct StepDecision {
+    // int, not bool: GCC 12 does not vectorize loops mixing bool and double.
+    int accepted[W];
+    int rejected[W];
+    int event[W];  // needs the scalar pass: output, end of span or failure
+    int finished[W];
+    T t_new[W];
+    T dt_next[W];
+};
+
+/// Accepts or rejects the step of every lane and picks the next step size.
+/// The common case stays in one vectorized loop; lanes with an output due,
+/// at the end of the span or failing are flagged for a scalar pass.
+template <class Tab, class T, int W>
+FASTODE_HD FASTODE_INLINE bool decide_steps(const Problem<T>& prob, const LaneState<T, W>& st,
+                                            const T* dt, const T* dt_try, const T* norm,
+                                            const T* err_prev, const int* rejected_last,
+                                            const T* t_out, StepDecision<T, W>& d) {
+    const T direction = prob.direction();
+    // Bitwise & and | instead of && and ||: short-circuit operators are
+    // branches, and a branch keeps GCC from vectorizing the loop.
+    int any_event = 0;
+    for (int l = 0; l < W; ++l) {
+        const bool active = st.active[l];
+        const bool ok = norm[l] <= T(1);  // false for NaN, which a non-finite y1 gives
+        const bool at_end = direction * (st.t[l] + dt[l] - prob.t1) >= T(0);
+        const T t_new = at_end ? prob.t1 : st.t[l] + dt_try[l];
+
+        T factor = step_factor(norm[l], Tab::error_order, prob.controller, err_prev[l],
+                               rejected_last[l] != 0);
+        factor = ok ? factor : math::min(factor, T(1));
+        const T t_after = ok ? t_new : st.t[l];
+        const T dt_next = dt_try[l] * factor;
+
+        const bool finished = active & ok & at_end;
+        const bool too_small = !(math::fabs(dt_next) >= min_step(t_after));
+        const bool out_of_steps = st.n_steps[l] + 1 >= prob.max_steps;
+        const bool output_due = direction * (t_out[l] - t_new) <= T(0);
+        const bool event = active & (finished | (ok & output_due) | too_small | out_of_steps);
+
+        d.accepted[l] = active & ok;
+        d.rejected[l] = active & !ok;
+        d.finished[l] = finished;
+        d.event[l] = event;
+        d.t_new[l] = t_new;
+        d.dt_next[l] = dt_next;
+        any_event |= int(event);
+    }
+    return any_event != 0;
+}
+
 /// Advances a block with an embedded pair: each lane has its own t and dt and
 /// leaves the loop when it reaches t1 or fails.
 template <class Tab, class Sys, class T, int W>
@@ -634,10 +697,16 @@ FASTODE_HD void adaptive_block(const Sys& sys, const Problem<T>& prob,
         return;
     }
 
-    T dt[W], dt_try[W], norm[W];
-    ControllerState<T> ctrl[W];
+    // A derivative that is not finite at t0 cannot improve by shrinking the
+    // step, so such a lane fails before its first step.
     block_rhs(lanes, st.t, y, k0);
     st.count_rhs(1);
+    for (int l = 0; l < W; ++l) {
+        if (st.active[l] && !lane_is_finite(k0, l)) st.fail(l, NON_FINITE);
+    }
+
+    T dt[W], dt_try[W], norm[W], err_prev[W], t_out[W];
+    int rejected_last[W];
     if (prob.dt > T(0)) {
         const T span = math::fabs(prob.t1 - prob.t0);
         for (int l = 0; l < W; ++l) dt[l] = direction * math::min(prob.dt, span);
@@ -645,7 +714,13 @@ FASTODE_HD void adaptive_block(const Sys& sys, const Problem<T>& prob,
         initial_step<Tab>(lanes, prob, y, k0, y1, k_last, dt);
         st.count_rhs(1);
     }
+    for (int l = 0; l < W; ++l) {
+        err_prev[l] = T(ERR_PREV_MIN);
+        rejected_last[l] = false;
+        t_out[l] = next_output_time(prob, st.n_written[l]);
+    }
 
+    StepDecision<T, W> d;
     while (st.any_active()) {
         // Clip the step so that no stage is evaluated past t1.
         for (int l = 0; l < W; ++l) {
@@ -658,47 +733,46 @@ FASTODE_HD void adaptive_block(const Sys& sys, const Problem<T>& prob,
             embedded_step<Tab, false>(lanes, prob, st.t, dt_try, y, k0, y1, k_last, norm, k_all);
         }
         st.count_rhs(S - 1);
+        const bool any_event = decide_steps<Tab>(prob, st, dt, dt_try, norm, err_prev,
+                                                 rejected_last, t_out, d);
 
-        for (int l = 0; l < W; ++l) {
-            if (!st.active[l]) continue;
-            st.n_steps[l] += 1;
-            const bool finite = math::isfinite(norm[l]) && lane_is_finite(y1, l);
-            T factor;
-            if (finite && norm[l] <= T(1)) {
-                const bool at_end = direction * (st.t[l] + dt[l] - prob.t1) >= T(0);
-                const T t_new = at_end ? prob.t1 : st.t[l] + dt_try[l];
-                if (l < count) {
-                    if constexpr (Tab::dense) {
-                        write_dense_outputs<Tab>(prob, res, first + l, l, st.t[l], t_new, y,
-                                                 k_all, y1, st.n_written[l]);
-                    } else {
-                        write_outputs(prob, res, first + l, l, st.t[l], t_new, y, k0, y1,
-                                      k_last, st.n_written[l]);
-                    }
-                }
-                copy_lane(y, y1, l);
-                copy_lane(k0, k_last, l);
-                st.t[l] = t_new;
-                st.n_accepted[l] += 1;
-                factor = step_factor(norm[l], Tab::error_order, prob.controller, ctrl[l]);
-                ctrl[l].rejected_last = false;
-                ctrl[l].err_prev = math::max(norm[l], T(ERR_PREV_MIN));
-                if (at_end) {
-                    st.active[l] = false;
-                    continue;
-                }
+        // Outputs interpolate within the step, so they come before the update.
+        for (int l = 0; any_event && l < count; ++l) {
+            if (!d.event[l] || !d.accepted[l]) continue;
+            if constexpr (Tab::dense) {
+                write_dense_outputs<Tab>(prob, res, first + l, l, st.t[l], d.t_new[l], y,
+                                         k_all, y1, st.n_written[l]);
             } else {
-                st.n_rejected[l] += 1;
-                factor = finite ? step_factor(norm[l], Tab::error_order, prob.controller,
-                                              ctrl[l])
-                                : T(FACTOR_MIN);
-                factor = math::min(factor, T(1));
-                ctrl[l].rejected_last = true;
+                write_outputs(prob, res, first + l, l, st.t[l], d.t_new[l], y, k0, y1,
+                              k_last, st.n_written[l]);
             }
-            dt[l] = dt_try[l] * factor;
+            t_out[l] = next_output_time(prob, st.n_written[l]);
+        }
 
-            if (!(math::fabs(dt[l]) >= min_step(st.t[l], direction))) {
-                st.fail(l, finite ? STEP_TOO_SMALL : NON_FINITE);
+        // Accepted lanes take y1; rejected lanes retry with the smaller step.
+        for (int i = 0; i < D; ++i) {
+            for (int l = 0; l < W; ++l) {
+                y(i, l) = d.accepted[l] ? y1(i, l) : y(i, l);
+                k0(i, l) = d.accepted[l] ? k_last(i, l) : k0(i, l);
+            }
+        }
+        for (int l = 0; l < W; ++l) {
+            const bool active = st.active[l];
+            st.n_steps[l] += active ? 1 : 0;
+            st.n_accepted[l] += d.accepted[l] ? 1 : 0;
+            st.n_rejected[l] += d.rejected[l] ? 1 : 0;
+            st.t[l] = d.accepted[l] ? d.t_new[l] : st.t[l];
+            dt[l] = active && !d.finished[l] ? d.dt_next[l] : dt[l];
+            err_prev[l] = d.accepted[l] ? math::max(norm[l], T(ERR_PREV_MIN)) : err_prev[l];
+            rejected_last[l] = active ? d.rejected[l] : rejected_last[l];
+        }
+
+        for (int l = 0; any_event && l < W; ++l) {
+            if (!d.event[l]) continue;
+            if (d.finished[l]) {
+                st.active[l] = false;
+            } else if (!(math::fabs(dt[l]) >= min_step(st.t[l]))) {
+                st.fail(l, norm[l] == norm[l] ? STEP_TOO_SMALL : NON_FINITE);
             } else if (st.n_steps[l] >= prob.max_steps) {
                 st.fail(l, MAX_STEPS);
             }
