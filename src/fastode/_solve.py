@@ -117,8 +117,10 @@ def solve(
     zero step counts, ``t_final`` = t0) and warns with a `RuntimeWarning`.
     A batch that fits in one chunk raises KeyboardInterrupt as usual.
 
-    Dense output at ``t_eval`` is the cubic Hermite interpolant between the
-    two step ends, fourth-order accurate, for every method.
+    Dense output at ``t_eval``: dopri5 and tsit5 use their own fourth-order
+    continuous extensions; bs3, the fixed-step and the symplectic methods use
+    the cubic Hermite interpolant between the two step ends. Output times do
+    not change the steps taken.
 
     Examples
     --------
