@@ -123,6 +123,24 @@ FASTODE_HD FASTODE_INLINE bool reached(T t_out, T t, T direction) {
     return direction * (t_out - t) <= T(0);
 }
 
+/// Stores lane l's state at every pending output time up to tb: yb itself at
+/// tb, and interpolate(theta, out) at ta + theta (tb - ta) before it.
+template <class T, int D, int W, class Interpolate>
+FASTODE_HD void write_step_outputs(const Problem<T>& prob, const Results<T>& res, index_t n,
+                                   int l, T ta, T tb, const LaneVec<T, D, W>& yb,
+                                   index_t& j, const Interpolate& interpolate) {
+    const T direction = prob.direction();
+    while (j < prob.n_eval && reached(prob.t_eval[j], tb, direction)) {
+        T* out = output_row<T, D>(prob, res, n, j);
+        if (prob.t_eval[j] == tb) {
+            for (int i = 0; i < D; ++i) out[i] = yb(i, l);
+        } else {
+            interpolate((prob.t_eval[j] - ta) / (tb - ta), out);
+        }
+        ++j;
+    }
+}
+
 /// Stores the cubic Hermite interpolant on [ta, tb] of lane l at every pending
 /// output time up to tb: exact at both ends, with local error O(dt^4). Used by
 /// the fixed-step methods and bs3, whose natural interpolant it is.
@@ -132,25 +150,16 @@ FASTODE_HD void write_outputs(const Problem<T>& prob, const Results<T>& res, ind
                               const LaneVec<T, D, W>& fa, const LaneVec<T, D, W>& yb,
                               const LaneVec<T, D, W>& fb, index_t& j) {
     const T h = tb - ta;
-    const T direction = prob.direction();
-    while (j < prob.n_eval && reached(prob.t_eval[j], tb, direction)) {
-        T* out = output_row<T, D>(prob, res, n, j);
-        if (prob.t_eval[j] == tb) {
-            for (int i = 0; i < D; ++i) out[i] = yb(i, l);
-        } else {
-            const T s = (prob.t_eval[j] - ta) / h;
-            const T s1 = T(1) - s;
-            const T h00 = (T(1) + T(2) * s) * s1 * s1;
-            const T h10 = s * s1 * s1 * h;
-            const T h01 = s * s * (T(3) - T(2) * s);
-            const T h11 = -s * s * s1 * h;
-            for (int i = 0; i < D; ++i) {
-                out[i] = h00 * ya(i, l) + h10 * fa(i, l) + h01 * yb(i, l) +
-                         h11 * fb(i, l);
-            }
+    write_step_outputs(prob, res, n, l, ta, tb, yb, j, [&](T s, T* out) {
+        const T s1 = T(1) - s;
+        const T h00 = (T(1) + T(2) * s) * s1 * s1;
+        const T h10 = s * s1 * s1 * h;
+        const T h01 = s * s * (T(3) - T(2) * s);
+        const T h11 = -s * s * s1 * h;
+        for (int i = 0; i < D; ++i) {
+            out[i] = h00 * ya(i, l) + h10 * fa(i, l) + h01 * yb(i, l) + h11 * fb(i, l);
         }
-        ++j;
-    }
+    });
 }
 
 /// Copies the lanes' outcome into the results. Output times a failed
@@ -377,23 +386,15 @@ FASTODE_HD void write_dense_outputs(const Problem<T>& prob, const Results<T>& re
                                     const LaneVec<T, D, W>& ya, const LaneVec<T, D, W>* k,
                                     const LaneVec<T, D, W>& yb, index_t& j) {
     const T h = tb - ta;
-    const T direction = prob.direction();
-    while (j < prob.n_eval && reached(prob.t_eval[j], tb, direction)) {
-        T* out = output_row<T, D>(prob, res, n, j);
-        if (prob.t_eval[j] == tb) {
-            for (int i = 0; i < D; ++i) out[i] = yb(i, l);
-        } else {
-            const T theta = (prob.t_eval[j] - ta) / h;
-            T weight[Tab::stages];
-            for (int s = 0; s < Tab::stages; ++s) weight[s] = dense_weight(Tab{}, s, theta);
-            for (int i = 0; i < D; ++i) {
-                T acc = T(0);
-                for (int s = 0; s < Tab::stages; ++s) acc += weight[s] * k[s](i, l);
-                out[i] = ya(i, l) + h * acc;
-            }
+    write_step_outputs(prob, res, n, l, ta, tb, yb, j, [&](T theta, T* out) {
+        T weight[Tab::stages];
+        for (int s = 0; s < Tab::stages; ++s) weight[s] = dense_weight(Tab{}, s, theta);
+        for (int i = 0; i < D; ++i) {
+            T acc = T(0);
+            for (int s = 0; s < Tab::stages; ++s) acc += weight[s] * k[s](i, l);
+            out[i] = ya(i, l) + h * acc;
         }
-        ++j;
-    }
+    });
 }
 
 // --- fixed step -------------------------------------------------------------------
