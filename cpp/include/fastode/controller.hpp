@@ -1,4 +1,5 @@
-// Step-size control for embedded Runge-Kutta pairs, one lane at a time.
+// Step-size control for embedded Runge-Kutta pairs, written so that the
+// decision for every lane of a block runs as one vectorized loop.
 #pragma once
 
 #include "config.hpp"
@@ -104,8 +105,8 @@ FASTODE_HD FASTODE_INLINE T step_factor(T err_norm, int error_order, int control
 }
 
 /// The smallest step that still moves t by a few units in the last place:
-/// ten times the spacing of floating-point numbers at t, or at the smallest
-/// normal number when t is 0.
+/// 10 eps |t| (five to ten times the spacing of floating-point numbers at t),
+/// and 10 times the smallest normal number at t = 0.
 template <class T>
 FASTODE_HD FASTODE_INLINE T min_step(T t) {
     const T eps = sizeof(T) == 4 ? T(1.1920929e-07) : T(2.220446049250313e-16);
