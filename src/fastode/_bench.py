@@ -1,0 +1,817 @@
+"""Timings behind ``fastode bench``: fastode against NumPy and other ODE packages.
+
+Every workload is run by fastode's backends and by each peer that imports,
+on the same initial states, and every entry's final states are checked
+against a closed form or a tight-tolerance reference, so no entry wins by
+being wrong. This module returns records and never prints; the command line
+in ``__main__`` formats them.
+
+Timing: each entry runs once untimed (compilation and warm-up, reported as
+``warmup_seconds``), then ``repeats`` times, and the minimum is kept.
+Memory: ``traced_bytes_per_trajectory`` is the peak of ``tracemalloc`` during
+one extra fastode call divided by N. It counts NumPy buffers (inputs copied
+by ``solve``, the result arrays, the step statistics) and Python objects, but
+not scratch memory that the C++ core allocates outside NumPy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._core import symplectic_weights, tableaus
+from ._cupy import gpu_info
+from ._neural import MLP, neural_ode
+from ._solve import solve
+from ._systems import Hamiltonian, Lorenz, Oscillator
+
+#: Batch sizes of ``--full``, before the memory cap.
+FULL_SIZES = (100, 1_000, 10_000, 100_000, 1_000_000)
+#: Trajectories of the default quick run.
+QUICK_N = 10_000
+#: Trajectories of the hidden ``--quick-test`` run of the test suite.
+TEST_N = 200
+#: Trajectories whose reference solution is computed for the Lorenz and MLP
+#: workloads, spread evenly over the batch.
+CHECKED = 32
+#: Trajectories that the scipy loop integrates (the checked ones); its time
+#: is scaled to the batch.
+SCIPY_SAMPLE = CHECKED
+#: Most trajectories a torchdiffeq entry integrates. On two loaded cores it
+#: runs at about 1e4 to 1e7 trajectory-steps per second, so larger batches are
+#: timed on an evenly spread sample and scaled to N.
+TORCH_SAMPLE = 2_000
+#: Entries whose warm-up run takes longer than this (seconds) are timed once.
+SLOW_WARMUP = 1.0
+
+
+@dataclass
+class Record:
+    """One timed entry: a workload run by one backend or peer at one batch size."""
+
+    workload: str
+    peer: str
+    n: int
+    dtype: str
+    seconds: float
+    warmup_seconds: float
+    steps_per_second: float
+    max_error: float
+    error_bound: float
+    ratio_to_numpy: float | None = None
+    traced_bytes_per_trajectory: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Skip:
+    """A peer that did not run, and why."""
+
+    peer: str
+    reason: str
+
+
+@dataclass
+class Entry:
+    """A callable that integrates the whole batch (or a sample of it)."""
+
+    peer: str
+    run: Callable[[], np.ndarray]
+    rows: np.ndarray | None = None  # rows of the batch that run() returns
+    scale: float = 1.0  # multiplies the measured time (sampled peers)
+    note: str = ""
+    traced: bool = False  # measure tracemalloc peak (fastode entries)
+    gpu: Callable[[], np.ndarray] | None = None  # the same solve with backend="cupy"
+
+
+@dataclass
+class Workload:
+    """A problem, its error check and the entries that solve it."""
+
+    name: str
+    dtype: str
+    steps_per_trajectory: float
+    error_bound: float
+    check: Callable[[np.ndarray, np.ndarray | None], float]
+    entries: list[Entry] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- peers
+
+
+def _optional(name: str):
+    """Import ``name`` or return the reason it is unusable."""
+    try:
+        return importlib.import_module(name), None
+    # A broken install can raise more than ImportError (missing shared
+    # libraries, CUDA errors); any of them means the peer is skipped.
+    except Exception as error:  # noqa: BLE001
+        return None, f"{name} not importable ({type(error).__name__}: {error})"
+
+
+def numpy_rk4(f, y0: np.ndarray, t1: float, dt: float) -> np.ndarray:
+    """Classic RK4 vectorized over the batch, fixed step dt, final state only."""
+    y = y0.copy()
+    t = 0.0
+    for _ in range(round(t1 / dt)):
+        k1 = f(t, y)
+        k2 = f(t + 0.5 * dt, y + 0.5 * dt * k1)
+        k3 = f(t + 0.5 * dt, y + 0.5 * dt * k2)
+        k4 = f(t + dt, y + dt * k3)
+        y = y + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        t += dt
+    return y
+
+
+def numpy_adaptive(f, y0, t1, method, rtol, atol, max_steps=100_000):
+    """Embedded explicit RK vectorized over the batch with one shared step size.
+
+    The error norm is the maximum over the batch of the per-trajectory RMS
+    norm, so the stiffest trajectory sets the step of all of them. This is how
+    a batched NumPy or torchdiffeq solver behaves, and it takes more steps
+    than per-trajectory control.
+    """
+    table = tableaus()[method]
+    a, b, c = np.array(table["a"]), np.array(table["b"]), np.array(table["c"])
+    b_err = np.array(table["b_err"])
+    exponent = -1.0 / (table["error_order"] + 1)
+    y, t, dt = y0.copy(), 0.0, 1e-3 * t1
+    for _ in range(max_steps):
+        if t >= t1:
+            return y
+        dt = min(dt, t1 - t)
+        k = []
+        for i in range(len(c)):
+            stage = y + dt * sum(a[i, j] * k[j] for j in range(i) if a[i, j] != 0.0)
+            k.append(f(t + c[i] * dt, stage))
+        y_new = y + dt * sum(bi * ki for bi, ki in zip(b, k, strict=True) if bi != 0.0)
+        err = dt * sum(ei * ki for ei, ki in zip(b_err, k, strict=True) if ei != 0.0)
+        scale = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
+        norm = float(np.max(np.sqrt(np.mean((err / scale) ** 2, axis=1))))
+        if norm <= 1.0:
+            y, t = y_new, t + dt
+        dt *= min(5.0, max(0.2, 0.9 * (norm + 1e-300) ** exponent))
+    raise RuntimeError(f"NumPy {method} exceeded {max_steps} steps")
+
+
+def _scipy_loop(rhs_one, y0, t1, rows, method, rtol, atol):
+    """Call scipy's solve_ivp once per sampled trajectory."""
+    from scipy.integrate import solve_ivp
+
+    out = np.empty((len(rows), y0.shape[1]))
+    for slot, i in enumerate(rows):
+        sol = solve_ivp(rhs_one(i), (0.0, t1), y0[i], method=method, rtol=rtol, atol=atol)
+        out[slot] = sol.y[:, -1]
+    return out
+
+
+def _sample_rows(n: int, count: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, min(n, count)).round().astype(np.int64))
+
+
+def _torch_rows(n: int) -> np.ndarray | None:
+    """Rows a torchdiffeq entry integrates (the checked ones included), or None for all."""
+    if n <= TORCH_SAMPLE:
+        return None
+    return np.union1d(_sample_rows(n, TORCH_SAMPLE), _sample_rows(n, CHECKED))
+
+
+def _sampled(entry: Entry, rows: np.ndarray | None, n: int) -> Entry:
+    if rows is not None:
+        entry.rows = rows
+        entry.scale = n / len(rows)
+        timed = f"timed on {len(rows)} trajectories, scaled to N"
+        entry.note = f"{entry.note}; {timed}" if entry.note else timed
+    return entry
+
+
+def _torchdiffeq_entry(field_torch, y0, t1, method, **options) -> Entry:
+    import torch
+    import torchdiffeq
+
+    y0_tensor = torch.from_numpy(np.ascontiguousarray(y0))
+    t = torch.tensor([0.0, t1], dtype=y0_tensor.dtype)
+
+    def run():
+        with torch.no_grad():
+            y = torchdiffeq.odeint(field_torch, y0_tensor, t, method=method, **options)
+        return y[-1].numpy()
+
+    note = "one step size for the whole batch" if "rtol" in options else ""
+    return Entry(f"torchdiffeq {method} (CPU)", run, note=note)
+
+
+def _torchode_entry(field_torch, y0, t1, rtol, atol) -> Entry:
+    # NOTE: torchode is not installed where this was written, so this entry
+    # has not been run; it follows torchode 0.2's documented API.
+    import torch
+    import torchode
+
+    y0_tensor = torch.from_numpy(np.ascontiguousarray(y0))
+    n = y0_tensor.shape[0]
+    t_eval = torch.tensor([[0.0, t1]], dtype=y0_tensor.dtype).repeat(n, 1)
+    term = torchode.ODETerm(field_torch)
+    step = torchode.Tsit5(term=term)
+    control = torchode.IntegralController(atol=atol, rtol=rtol, term=term)
+    solver = torchode.AutoDiffAdjoint(step, control)
+
+    def run():
+        with torch.no_grad():
+            sol = solver.solve(torchode.InitialValueProblem(y0=y0_tensor, t_eval=t_eval))
+        return sol.ys[:, -1].numpy()
+
+    return Entry("torchode tsit5 (CPU)", run, note="per-trajectory steps")
+
+
+def _diffrax_entry(field_jax, y0, t1, rtol, atol) -> Entry:
+    # NOTE: diffrax is not installed where this was written, so this entry
+    # has not been run; it follows diffrax 0.6's documented API.
+    import diffrax
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    term = diffrax.ODETerm(field_jax)
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+
+    def one(y):
+        sol = diffrax.diffeqsolve(
+            term, diffrax.Tsit5(), 0.0, t1, None, y,
+            stepsize_controller=controller, max_steps=100_000,
+        )
+        return sol.ys[-1]
+
+    batched = jax.jit(jax.vmap(one))
+    y0_jax = jax.numpy.asarray(y0)
+
+    def run():
+        return np.asarray(batched(y0_jax).block_until_ready())
+
+    return Entry("diffrax tsit5 + vmap (CPU)", run, note="per-trajectory steps")
+
+
+# ------------------------------------------------------------ workloads
+
+
+K, B, T_OSC = 1.0, 0.5, 10.0
+
+
+def oscillator_exact(y0: np.ndarray) -> np.ndarray:
+    """Exact state at T_OSC of x'' + B x' + K x = 0 (underdamped) from y0."""
+    alpha = -0.5 * B
+    omega = math.sqrt(K - alpha**2)
+    x0, v0 = y0[:, 0], y0[:, 1]
+    c = (v0 - alpha * x0) / omega
+    cos, sin, decay = math.cos(omega * T_OSC), math.sin(omega * T_OSC), math.exp(alpha * T_OSC)
+    x = decay * (x0 * cos + c * sin)
+    v = decay * ((alpha * x0 + omega * c) * cos + (alpha * c - omega * x0) * sin)
+    return np.stack([x, v], axis=1)
+
+
+def _oscillator_field(t, y):
+    return np.stack([y[:, 1], -K * y[:, 0] - B * y[:, 1]], axis=1)
+
+
+def _closed_form_check(exact: np.ndarray):
+    def check(y, rows):
+        target = exact if rows is None else exact[rows]
+        return float(np.max(np.abs(np.asarray(y, dtype=np.float64) - target)))
+
+    return check
+
+
+def _numba_oscillator_rk4(numba):
+    @numba.njit(parallel=True, fastmath=True, cache=False)
+    def kernel(y0, k, b, dt, n_steps, y):
+        # One trajectory per prange iteration, its state in local scalars.
+        half = 0.5 * dt
+        for i in numba.prange(y0.shape[0]):
+            x, v = y0[i, 0], y0[i, 1]
+            for _ in range(n_steps):
+                a1 = -k * x - b * v
+                x2, v2 = x + half * v, v + half * a1
+                a2 = -k * x2 - b * v2
+                x3, v3 = x + half * v2, v + half * a2
+                a3 = -k * x3 - b * v3
+                x4, v4 = x + dt * v3, v + dt * a3
+                a4 = -k * x4 - b * v4
+                x += dt / 6.0 * (v + 2.0 * v2 + 2.0 * v3 + v4)
+                v += dt / 6.0 * (a1 + 2.0 * a2 + 2.0 * a3 + a4)
+            y[i, 0] = x
+            y[i, 1] = v
+
+    return kernel
+
+
+def oscillator_rk4(n, threads, skips, seed=0) -> Workload:
+    dt, n_steps = 0.01, 1000
+    y0 = np.random.default_rng(seed).uniform(-1.0, 1.0, (n, 2))
+    # RK4 at dt 0.01 reaches about 1e-10 here; a wrong stage gives far more.
+    work = Workload(
+        "oscillator rk4 dt 0.01", "float64", n_steps, 1e-8,
+        _closed_form_check(oscillator_exact(y0)),
+    )
+    system = Oscillator(k=K, b=B)
+    work.entries.append(_fastode_entry(system, y0, T_OSC, threads, method="rk4", dt=dt))
+    work.entries.append(
+        Entry("NumPy RK4", lambda: numpy_rk4(_oscillator_field, y0, T_OSC, dt), note="1 thread")
+    )
+    numba, reason = _optional("numba")
+    if numba is None:
+        skips.append(Skip("Numba prange loop", reason))
+    else:
+        kernel = _numba_oscillator_rk4(numba)
+
+        def run_numba():
+            numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
+            y = np.empty_like(y0)
+            kernel(y0, K, B, dt, n_steps, y)
+            return y
+
+        work.entries.append(Entry("Numba prange loop", run_numba))
+    _add_torch(work, skips, y0, T_OSC, threads, "rk4", {"options": {"step_size": dt}})
+    return work
+
+
+def oscillator_dopri5(n, threads, skips, seed=0) -> Workload:
+    rtol, atol = 1e-6, 1e-9
+    y0 = np.random.default_rng(seed).uniform(-1.0, 1.0, (n, 2))
+    system = Oscillator(k=K, b=B)
+    fastode_entry = _fastode_entry(system, y0, T_OSC, threads, method="dopri5", rtol=rtol, atol=atol)
+    steps = _mean_steps(system, y0, T_OSC, method="dopri5", rtol=rtol, atol=atol)
+    # dopri5 at rtol 1e-6 ends about 3e-7 from the closed form on this problem.
+    work = Workload(
+        "oscillator dopri5 rtol 1e-6", "float64", steps, 1e-5,
+        _closed_form_check(oscillator_exact(y0)),
+    )
+    work.entries.append(fastode_entry)
+    work.entries.append(
+        Entry(
+            "NumPy dopri5",
+            lambda: numpy_adaptive(_oscillator_field, y0, T_OSC, "dopri5", rtol, atol),
+            note="1 thread, one step size for the batch",
+        )
+    )
+    _add_scipy(work, skips, lambda i: (lambda t, y: [y[1], -K * y[0] - B * y[1]]), y0, T_OSC, "RK45", rtol, atol)
+    _add_torch(work, skips, y0, T_OSC, threads, "dopri5", {"rtol": rtol, "atol": atol})
+    _add_adaptive_peers(work, skips, y0, T_OSC, rtol, atol, "oscillator")
+    return work
+
+
+def _lorenz_field(rho):
+    def f(t, y):
+        x, u, z = y[:, 0], y[:, 1], y[:, 2]
+        return np.stack([10.0 * (u - x), x * (rho - z) - u, x * u - 8.0 / 3.0 * z], axis=1)
+
+    return f
+
+
+def _lorenz_problem(n):
+    rho = np.linspace(0.0, 21.0, n)
+    y0 = np.tile(np.array([1.0, 0.0, 0.0]), (n, 1))
+    rows = _sample_rows(n, CHECKED)
+    # RK4 at dt 1e-4 in float64 is within about 1e-11 of the exact flow here.
+    reference = numpy_rk4(_lorenz_field(rho[rows]), y0[rows], 1.0, 1e-4)
+    return rho, y0, rows, reference
+
+
+def _reference_check(rows_checked, reference):
+    position = {int(i): slot for slot, i in enumerate(rows_checked)}
+
+    def check(y, rows):
+        rows = np.arange(len(y)) if rows is None else rows
+        pairs = [(k, position[int(i)]) for k, i in enumerate(rows) if int(i) in position]
+        if not pairs:
+            return float("nan")
+        mine, theirs = zip(*pairs, strict=True)
+        diff = np.asarray(y, dtype=np.float64)[list(mine)] - reference[list(theirs)]
+        return float(np.max(np.abs(diff)))
+
+    return check
+
+
+def lorenz_rk4(n, threads, skips, problem) -> Workload:
+    rho, y0, rows, reference = problem
+    y0_32 = y0.astype(np.float32)
+    # float32 rounding over 1000 steps leaves about 1e-5 on states of size 10.
+    work = Workload(
+        "Lorenz rk4 dt 0.001 float32", "float32", 1000, 1e-3, _reference_check(rows, reference)
+    )
+    system = Lorenz(sigma=10.0, rho=rho, beta=8.0 / 3.0)
+    work.entries.append(
+        _fastode_entry(system, y0_32, 1.0, threads, method="rk4", dt=1e-3, dtype=np.float32)
+    )
+    rho_32 = rho.astype(np.float32)
+    work.entries.append(
+        Entry("NumPy RK4", lambda: numpy_rk4(_lorenz_field(rho_32), y0_32, 1.0, 1e-3), note="1 thread")
+    )
+    _add_torch(work, skips, y0_32, 1.0, threads, "rk4", {"options": {"step_size": 1e-3}}, rho=rho)
+    return work
+
+
+def lorenz_tsit5(n, threads, skips, problem) -> Workload:
+    rho, y0, rows, reference = problem
+    tol = 1e-8
+    system = Lorenz(sigma=10.0, rho=rho, beta=8.0 / 3.0)
+    steps = _mean_steps(system, y0, 1.0, method="tsit5", rtol=tol, atol=tol)
+    work = Workload(
+        "Lorenz tsit5 rtol 1e-8 float64", "float64", steps, 1e-5, _reference_check(rows, reference)
+    )
+    work.entries.append(
+        _fastode_entry(system, y0, 1.0, threads, method="tsit5", rtol=tol, atol=tol,
+                       note="float64: float32 floors rtol at 100 eps")
+    )
+    work.entries.append(
+        Entry(
+            "NumPy tsit5",
+            lambda: numpy_adaptive(_lorenz_field(rho), y0, 1.0, "tsit5", tol, tol),
+            note="1 thread, one step size for the batch",
+        )
+    )
+    field_one = lambda i: (lambda t, y: [10.0 * (y[1] - y[0]), y[0] * (rho[i] - y[2]) - y[1], y[0] * y[1] - 8.0 / 3.0 * y[2]])  # noqa: E731
+    _add_scipy(work, skips, field_one, y0, 1.0, "RK45", tol, tol)
+    _add_torch(work, skips, y0, 1.0, threads, "dopri5", {"rtol": tol, "atol": tol}, rho=rho)
+    _add_adaptive_peers(work, skips, y0, 1.0, tol, tol, "lorenz", rho=rho)
+    return work
+
+
+def kepler_orbits(n, seed=0):
+    """Rotated Kepler orbits with G M = 1, semi-major axis 1 and period 2 pi.
+
+    Each starts at perihelion with eccentricity in [0, 0.5], so after one
+    period the exact state equals the initial state.
+    """
+    rng = np.random.default_rng(seed)
+    e = rng.uniform(0.0, 0.5, n)
+    angle = rng.uniform(0.0, 2.0 * np.pi, n)
+    speed = np.sqrt((1.0 + e) / (1.0 - e))
+    cos, sin = np.cos(angle), np.sin(angle)
+    return np.stack([(1 - e) * cos, (1 - e) * sin, -speed * sin, speed * cos], axis=1)
+
+
+def numpy_yoshida4(y0, t1, dt):
+    """Yoshida's 4th-order composition of drift-kick-drift leapfrog, vectorized."""
+    weights = symplectic_weights()["yoshida4"][0]
+    q, p = y0[:, :2].copy(), y0[:, 2:].copy()
+    for _ in range(round(t1 / dt)):
+        for w in weights:
+            q += 0.5 * w * dt * p
+            r = np.sqrt(np.sum(q * q, axis=1, keepdims=True))
+            p -= w * dt * q / r**3
+            q += 0.5 * w * dt * p
+    return np.concatenate([q, p], axis=1)
+
+
+def kepler_yoshida4(n, threads, skips, seed=0) -> Workload:
+    period, n_steps = 2.0 * np.pi, 1000
+    dt = period / n_steps
+    y0 = kepler_orbits(n, seed)
+    # yoshida4 at 1000 steps per orbit returns to within about 1e-7 at e = 0.5.
+    work = Workload("Kepler yoshida4 1000 steps/orbit", "float64", n_steps, 1e-5, _closed_form_check(y0))
+    system = Hamiltonian("kepler")
+    work.entries.append(_fastode_entry(system, y0, period, threads, method="yoshida4", dt=dt))
+    work.entries.append(Entry("NumPy yoshida4", lambda: numpy_yoshida4(y0, period, dt), note="1 thread"))
+    return work
+
+
+def _mlp_weights(d=4, hidden=64):
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(size=(hidden, d)) / np.sqrt(d)
+    w2 = rng.normal(size=(d, hidden)) / np.sqrt(hidden)
+    return [w1, w2], [0.1 * rng.normal(size=hidden), 0.1 * rng.normal(size=d)]
+
+
+def mlp_rk4(n, threads, skips) -> Workload:
+    dt = 0.01
+    (w1, w2), (b1, b2) = weights, biases = _mlp_weights()
+    h0 = np.random.default_rng(1).normal(size=(n, 4))
+
+    def field_np(t, h):
+        return np.tanh(h @ w1.T + b1) @ w2.T + b2
+
+    rows = _sample_rows(n, CHECKED)
+    reference = numpy_rk4(field_np, h0[rows], 1.0, dt / 10)
+    # RK4 (classic or 3/8 rule) reaches about 1e-10 here.
+    work = Workload("MLP 4-64-4 tanh rk4 dt 0.01", "float64", 100, 1e-7, _reference_check(rows, reference))
+    mlp = MLP(weights, biases, activation="tanh")
+
+    def run_fastode():
+        return neural_ode(mlp, h0, (0.0, 1.0), method="rk4", dt=dt, threads=threads)
+
+    work.entries.append(Entry("fastode cpp", run_fastode, traced=True))
+    work.entries.append(Entry("NumPy RK4", lambda: numpy_rk4(field_np, h0, 1.0, dt), note="BLAS threads"))
+    torch, reason = _optional("torchdiffeq")
+    if torch is None:
+        skips.append(Skip("torchdiffeq", reason))
+        return work
+    import torch
+
+    network = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.Tanh(), torch.nn.Linear(64, 4)).double()
+    with torch.no_grad():
+        for layer, w, b in ((network[0], w1, b1), (network[2], w2, b2)):
+            layer.weight.copy_(torch.from_numpy(w))
+            layer.bias.copy_(torch.from_numpy(b))
+    _set_torch_threads(torch, threads)
+    rows = _torch_rows(n)
+    h0_torch = h0 if rows is None else h0[rows]
+    entry = _torchdiffeq_entry(lambda t, h: network(h), h0_torch, 1.0, "rk4", options={"step_size": dt})
+    entry.note = "3/8-rule rk4"
+    work.entries.append(_sampled(entry, rows, n))
+    return work
+
+
+# -------------------------------------------------------- shared helpers
+
+
+def _fastode_entry(system, y0, t1, threads, note="", **solve_kwargs) -> Entry:
+    def run():
+        return solve(system, y0, (0.0, t1), threads=threads, **solve_kwargs).y
+
+    def run_gpu():
+        return np.asarray(solve(system, y0, (0.0, t1), backend="cupy", **solve_kwargs).y)
+
+    return Entry("fastode cpp", run, note=note, traced=True, gpu=run_gpu)
+
+
+def _mean_steps(system, y0, t1, **solve_kwargs) -> float:
+    sol = solve(system, y0, (0.0, t1), **solve_kwargs)
+    return float(np.mean(sol.stats["n_steps"]))
+
+
+def _add_scipy(work, skips, rhs_one, y0, t1, method, rtol, atol):
+    scipy, reason = _optional("scipy.integrate")
+    if scipy is None:
+        skips.append(Skip("scipy solve_ivp loop", reason))
+        return
+    rows = _sample_rows(len(y0), SCIPY_SAMPLE)
+    work.entries.append(
+        Entry(
+            f"scipy solve_ivp {method} loop",
+            lambda: _scipy_loop(rhs_one, y0, t1, rows, method, rtol, atol),
+            rows=rows,
+            scale=len(y0) / len(rows),
+            note=f"timed on {len(rows)} trajectories, scaled to N",
+        )
+    )
+
+
+def _set_torch_threads(torch, threads):
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def _torch_field(torch, kind, rho, dtype):
+    if kind == "lorenz":
+        rho_t = torch.from_numpy(np.asarray(rho, dtype=dtype))
+
+        def f(t, y):
+            x, u, z = y[:, 0], y[:, 1], y[:, 2]
+            return torch.stack([10.0 * (u - x), x * (rho_t - z) - u, x * u - 8.0 / 3.0 * z], dim=1)
+
+        return f
+
+    def f(t, y):
+        return torch.stack([y[:, 1], -K * y[:, 0] - B * y[:, 1]], dim=1)
+
+    return f
+
+
+def _add_torch(work, skips, y0, t1, threads, method, kwargs, rho=None):
+    module, reason = _optional("torchdiffeq")
+    if module is None:
+        skips.append(Skip("torchdiffeq", reason))
+        return
+    import torch
+
+    _set_torch_threads(torch, threads)
+    n = len(y0)
+    rows = _torch_rows(n)
+    if rows is not None:
+        y0 = y0[rows]
+        rho = None if rho is None else rho[rows]
+    kind = "lorenz" if rho is not None else "oscillator"
+    field_torch = _torch_field(torch, kind, rho, y0.dtype)
+    entry = _torchdiffeq_entry(field_torch, y0, t1, method, **kwargs)
+    work.entries.append(_sampled(entry, rows, n))
+
+
+def _add_adaptive_peers(work, skips, y0, t1, rtol, atol, kind, rho=None):
+    torchode, reason = _optional("torchode")
+    if torchode is None:
+        skips.append(Skip("torchode", reason))
+    else:
+        import torch
+
+        work.entries.append(_torchode_entry(_torch_field(torch, kind, rho, y0.dtype), y0, t1, rtol, atol))
+    diffrax, reason = _optional("diffrax")
+    if diffrax is None:
+        skips.append(Skip("diffrax", reason))
+        return
+    import jax.numpy as jnp
+
+    if kind == "lorenz":
+        # vmap maps over the state only, so rho rides along as a fourth,
+        # constant component of each state.
+        def field_jax(t, y, args):
+            x, u, z, r = y
+            return jnp.stack([10.0 * (u - x), x * (r - z) - u, x * u - 8.0 / 3.0 * z, 0.0 * r])
+
+        entry = _diffrax_entry(field_jax, np.column_stack([y0, rho]), t1, rtol, atol)
+        inner = entry.run
+        entry.run = lambda: inner()[:, :3]
+    else:
+        def field_jax(t, y, args):
+            return jnp.stack([y[1], -K * y[0] - B * y[1]])
+
+        entry = _diffrax_entry(field_jax, y0, t1, rtol, atol)
+    work.entries.append(entry)
+
+
+def _add_gpu(work_list, skips):
+    info = gpu_info()
+    if not info["available"]:
+        skips.append(Skip("fastode cupy (GPU)", info["problem"] or "no CUDA device"))
+        return
+    # NOTE: written without a GPU at hand; the cupy rows have not been run.
+    for work in work_list:
+        base = work.entries[0]
+        if base.gpu is not None:
+            work.entries.insert(1, Entry("fastode cupy (GPU)", base.gpu, note=base.note))
+
+
+# ------------------------------------------------------------- running
+
+
+def build_workloads(n: int, threads: int | None, skips: list[Skip]) -> list[Workload]:
+    """Build every workload at batch size n; unusable peers are added to skips."""
+    lorenz = _lorenz_problem(n)
+    work_list = [
+        oscillator_rk4(n, threads, skips),
+        oscillator_dopri5(n, threads, skips),
+        lorenz_rk4(n, threads, skips, lorenz),
+        lorenz_tsit5(n, threads, skips, lorenz),
+        kepler_yoshida4(n, threads, skips),
+        mlp_rk4(n, threads, skips),
+    ]
+    _add_gpu(work_list, skips)
+    return work_list
+
+
+def _time(run: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, float, float]:
+    start = time.perf_counter()
+    y = run()
+    warmup = time.perf_counter() - start
+    if warmup > SLOW_WARMUP:
+        repeats = 1
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        y = run()
+        best = min(best, time.perf_counter() - start)
+    return y, warmup, best
+
+
+def _traced_peak(run: Callable[[], np.ndarray]) -> int:
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def measure(work: Workload, entry: Entry, n: int, repeats: int) -> Record:
+    """Time one entry of a workload and check its final states."""
+    y, warmup, best = _time(entry.run, repeats)
+    seconds = best * entry.scale
+    traced = _traced_peak(entry.run) / n if entry.traced else None
+    return Record(
+        workload=work.name,
+        peer=entry.peer,
+        n=n,
+        dtype=work.dtype,
+        seconds=seconds,
+        warmup_seconds=warmup,
+        steps_per_second=n * work.steps_per_trajectory / seconds,
+        max_error=work.check(y, entry.rows),
+        error_bound=work.error_bound,
+        traced_bytes_per_trajectory=traced,
+        note=entry.note,
+    )
+
+
+def run_bench(sizes, threads=None, repeats=3, on_entries=None, on_entry=None):
+    """Time every workload, backend and importable peer at each batch size.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Batch sizes N, run in order.
+    threads : int, optional
+        Threads of fastode, Numba and torch (default: all cores). NumPy
+        elementwise code and scipy run on one thread either way.
+    repeats : int
+        Timed runs after the warm-up run; the minimum is reported. Entries
+        whose warm-up takes more than SLOW_WARMUP seconds are timed once.
+    on_entries, on_entry : callable, optional
+        Progress hooks: ``on_entries(count)`` when the entries of a batch size
+        are known, ``on_entry(label)`` after each entry has run.
+
+    Yields
+    ------
+    Skip or Record
+        Each `Skip` once (a peer that does not import, or no GPU), then one
+        `Record` per entry and size. ``ratio_to_numpy`` is the time of the
+        NumPy entry of the same workload and size divided by the entry's time.
+    """
+    reported = set()
+    for n in sizes:
+        skips: list[Skip] = []
+        work_list = build_workloads(n, threads, skips)
+        for skip in skips:
+            if skip.peer not in reported:
+                reported.add(skip.peer)
+                yield skip
+        if on_entries is not None:
+            on_entries(sum(len(work.entries) for work in work_list))
+        for work in work_list:
+            yield from _measure_workload(work, n, repeats, on_entry)
+
+
+def _measure_workload(work, n, repeats, on_entry):
+    records = []
+    for entry in work.entries:
+        records.append(measure(work, entry, n, repeats))
+        if on_entry is not None:
+            on_entry(f"{work.name} / {entry.peer} / N={n:,}")
+    numpy_seconds = next((r.seconds for r in records if r.peer.startswith("NumPy")), None)
+    for record in records:
+        if numpy_seconds is not None:
+            record.ratio_to_numpy = numpy_seconds / record.seconds
+        yield record
+
+
+def full_sizes(max_bytes: int | None = None) -> list[int]:
+    """Return the sizes of FULL_SIZES whose batches fit in memory.
+
+    A batch is kept when 64 float64 values per state component (inputs,
+    stages and temporaries of the NumPy peers) fit in half of ``max_bytes``,
+    by default the physical memory.
+    """
+    if max_bytes is None:
+        max_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    # The widest state is the MLP's hidden layer of 64 per trajectory.
+    return [n for n in FULL_SIZES if n * 64 * 64 * 8 <= max_bytes // 2]
+
+
+def memory_scaling(sizes, threads=None) -> list[tuple[int, float]]:
+    """Return (N, traced peak bytes per trajectory) of a final-state-only solve.
+
+    The workload is the oscillator with rk4, d = 2; a constant value across
+    N shows that the memory is O(N d).
+    """
+    rows = []
+    for n in sizes:
+        y0 = np.random.default_rng(0).uniform(-1.0, 1.0, (n, 2))
+        system = Oscillator(k=K, b=B)
+        peak = _traced_peak(lambda: solve(system, y0, (0.0, 1.0), method="rk4", dt=0.01, threads=threads))
+        rows.append((n, peak / n))
+    return rows
+
+
+def plot_throughput(records: list[Record], path) -> None:
+    """Save trajectory-steps per second against N, log-log, one panel per workload.
+
+    Raises
+    ------
+    ImportError
+        When matplotlib is not installed.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(record.workload for record in records))
+    columns = min(3, len(names))
+    rows = math.ceil(len(names) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
+    for axis, name in zip(axes.flat, names, strict=False):
+        mine = [record for record in records if record.workload == name]
+        for peer in dict.fromkeys(record.peer for record in mine):
+            points = sorted((r.n, r.steps_per_second) for r in mine if r.peer == peer)
+            axis.loglog(*zip(*points, strict=True), marker="o", label=peer)
+        axis.set_title(name, fontsize=9)
+        axis.set_xlabel("trajectories N")
+        axis.set_ylabel("trajectory-steps per second")
+        axis.legend(fontsize=7)
+    for axis in list(axes.flat)[len(names):]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
