@@ -7,12 +7,9 @@ of the package goes through this module.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import importlib
 import json
-import os
-import resource
 import sys
 import time
 
@@ -252,9 +249,6 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCH_ROW = "{:<32} {:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>6}  {}"
-
-
 def _bench_sizes(args: argparse.Namespace) -> tuple[list[int], list[int]]:
     """Return the batch sizes of the timing run and of the memory check."""
     if args.quick_test:
@@ -262,69 +256,6 @@ def _bench_sizes(args: argparse.Namespace) -> tuple[list[int], list[int]]:
     if args.full:
         return _bench.full_sizes(), [1_000, 10_000, 100_000]
     return [args.n], [1_000, 10_000, 100_000]
-
-
-def _print_bench_header(args, threads, sizes) -> None:
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    sizes_text = ", ".join(f"{n:,}" for n in sizes)
-    repeats = 1 if args.quick_test else args.repeats
-    print(f"fastode {__version__} bench: N = {sizes_text}, {threads} threads, "
-          f"best of {repeats} timed runs after one warm-up run")
-    print(f"{os.cpu_count()} CPUs, load average {load} (1, 5, 15 min) at the start")
-
-
-def _print_bench_table(records) -> None:
-    print(
-        BENCH_ROW.format(
-            "workload", "backend / peer", "N", "seconds", "warm-up s", "steps/s",
-            "max error", "bound", "x NumPy", "B/traj", "note",
-        )
-    )
-    for r in records:
-        ratio = f"{r.ratio_to_numpy:.2f}" if r.ratio_to_numpy is not None else "n/a"
-        traced = (
-            f"{r.traced_bytes_per_trajectory:.0f}"
-            if r.traced_bytes_per_trajectory is not None
-            else ""
-        )
-        print(
-            BENCH_ROW.format(
-                r.workload, r.peer, f"{r.n:,}", f"{r.seconds:.4f}",
-                f"{r.warmup_seconds:.3f}", f"{r.steps_per_second:.2e}",
-                f"{r.max_error:.1e}", f"{r.error_bound:.0e}", ratio, traced, r.note,
-            )
-        )
-
-
-def _print_bench_footer(memory, failures) -> None:
-    print(
-        "steps/s: trajectory-steps per second, N times the steps per "
-        "trajectory over the best time; adaptive workloads count fastode's "
-        "mean steps per trajectory for every entry, so their steps/s compares "
-        "equal work."
-    )
-    print(
-        "max error: largest absolute difference of the final states from the "
-        "closed form (oscillator, Kepler after one period) or from a float64 "
-        f"RK4 reference at a tenth of the step on {_bench.CHECKED} trajectories "
-        "(Lorenz, MLP). x NumPy: NumPy time / entry time."
-    )
-    print(
-        "B/traj: tracemalloc peak of one fastode call per trajectory (NumPy "
-        "buffers and Python objects, not C++ scratch memory)."
-    )
-    scaling = ", ".join(f"N={n:,}: {per:.0f} B" for n, per in memory)
-    print(
-        "final-state-only memory, oscillator rk4 (d = 2, 16 B of state): "
-        f"{scaling} per trajectory, so O(N d)."
-    )
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(f"peak resident memory of this process (getrusage): {rss / 2**20:.0f} MiB")
-    for record in failures:
-        print(
-            f"ERROR ABOVE BOUND: {record.workload} / {record.peer}: "
-            f"{record.max_error:.1e} > {record.error_bound:.0e}"
-        )
 
 
 def _bench_progress():
@@ -343,10 +274,9 @@ def _bench_progress():
     return bar, on_entries, on_entry
 
 
-def _collect_bench(args, threads, sizes):
+def _collect_bench(threads, sizes, repeats):
     bar, on_entries, on_entry = _bench_progress()
     records, skips = [], []
-    repeats = 1 if args.quick_test else args.repeats
     runs = _bench.run_bench(sizes, threads, repeats, on_entries, on_entry)
     with bar:
         for item in runs:
@@ -374,42 +304,23 @@ def _run_bench(args: argparse.Namespace) -> int:
     _check_plot_backend(args.plot)
     threads = args.threads if args.threads is not None else _core.max_threads()
     sizes, memory_sizes = _bench_sizes(args)
-    _print_bench_header(args, threads, sizes)
+    repeats = 1 if args.quick_test else args.repeats
+    print(_bench.format_header(__version__, threads, sizes, repeats))
     started = datetime.datetime.now(datetime.timezone.utc)
-    records, skips = _collect_bench(args, threads, sizes)
-    for skip in skips:
-        what = "GPU rows skipped" if "GPU" in skip.peer else f"{skip.peer} skipped"
-        print(f"{what}: {skip.reason}")
-    _print_bench_table(records)
+    records, skips = _collect_bench(threads, sizes, repeats)
     memory = _bench.memory_scaling(memory_sizes, threads)
-    failures = [r for r in records if not r.max_error <= r.error_bound]
-    _print_bench_footer(memory, failures)
+    for line in _bench.format_report(records, skips, memory):
+        print(line)
     if args.json is not None:
-        _write_bench_json(args.json, started, threads, sizes, records, skips, memory)
+        document = _bench.json_document(__version__, started, threads, records, skips, memory)
+        with open(args.json, "w", encoding="utf-8") as stream:
+            json.dump(document, stream, indent=2)
         print(f"wrote {args.json}")
     if args.plot is not None:
         _bench.plot_throughput(records, args.plot)
         print(f"wrote {args.plot}")
-    return 1 if failures else 0
-
-
-def _write_bench_json(path, started, threads, sizes, records, skips, memory) -> None:
-    document = {
-        "fastode_version": __version__,
-        "started_utc": started.isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "threads": threads,
-        "load_average": list(os.getloadavg()),
-        "sizes": sizes,
-        "records": [dataclasses.asdict(record) for record in records],
-        "skipped": [dataclasses.asdict(skip) for skip in skips],
-        "memory_scaling": [
-            {"n": n, "traced_bytes_per_trajectory": per} for n, per in memory
-        ],
-        "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-    }
-    with open(path, "w", encoding="utf-8") as stream:
-        json.dump(document, stream, indent=2)
+    failed = any(not record.max_error <= record.error_bound for record in records)
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
