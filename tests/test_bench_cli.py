@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from fastode import _bench
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 WORKLOADS = [
@@ -168,3 +170,9 @@ def test_plot_without_matplotlib_fails_clearly(tmp_path):
     assert "needs matplotlib" in result.stderr
     assert "workload" not in result.stdout
     assert not (tmp_path / "a.png").exists()
+
+
+def test_full_sizes_capped_by_memory():
+    # Half of 1 GiB holds 10 000 trajectories of 8 KiB but not 100 000.
+    assert _bench.full_sizes(2**30) == [100, 1_000, 10_000]
+    assert _bench.full_sizes(2**50) == list(_bench.FULL_SIZES)

@@ -45,9 +45,9 @@ CHECKED = 32
 #: Trajectories that the scipy loop integrates (the checked ones); its time
 #: is scaled to the batch.
 SCIPY_SAMPLE = CHECKED
-#: Most trajectories a torchdiffeq entry integrates. On two loaded cores it
-#: runs at about 1e4 to 1e7 trajectory-steps per second, so larger batches are
-#: timed on an evenly spread sample and scaled to N.
+#: Max trajectories a torchdiffeq entry integrates. torchdiffeq is one to
+#: three orders of magnitude slower than fastode here, so larger batches are
+#: timed on an evenly spread sample and the time is scaled to N.
 TORCH_SAMPLE = 2_000
 #: Entries whose warm-up run takes longer than this (seconds) are timed once.
 SLOW_WARMUP = 1.0
@@ -210,8 +210,8 @@ def _torchdiffeq_entry(field_torch, y0, t1, method, **options) -> Entry:
 
 
 def _torchode_entry(field_torch, y0, t1, rtol, atol) -> Entry:
-    # NOTE: torchode is not installed where this was written, so this entry
-    # has not been run; it follows torchode 0.2's documented API.
+    # NOTE: this entry has never run, because torchode was missing where it
+    # was tested; it follows the component API of torchode's documentation.
     import torch
     import torchode
 
@@ -232,8 +232,8 @@ def _torchode_entry(field_torch, y0, t1, rtol, atol) -> Entry:
 
 
 def _diffrax_entry(field_jax, y0, t1, rtol, atol) -> Entry:
-    # NOTE: diffrax is not installed where this was written, so this entry
-    # has not been run; it follows diffrax 0.6's documented API.
+    # NOTE: this entry has never run, because diffrax was missing where it
+    # was tested; it follows the diffeqsolve signature of diffrax's docs.
     import diffrax
     import jax
 
@@ -400,7 +400,7 @@ def _reference_check(rows_checked, reference):
 def lorenz_rk4(n, threads, skips, problem) -> Workload:
     rho, y0, rows, reference = problem
     y0_32 = y0.astype(np.float32)
-    # float32 rounding over 1000 steps leaves about 1e-5 on states of size 10.
+    # float32 rounding over 1000 steps leaves about 3e-5 on states of size 10.
     work = Workload(
         "Lorenz rk4 dt 0.001 float32", "float32", 1000, 1e-3, _reference_check(rows, reference)
     )
@@ -473,7 +473,7 @@ def kepler_yoshida4(n, threads, skips, seed=0) -> Workload:
     period, n_steps = 2.0 * np.pi, 1000
     dt = period / n_steps
     y0 = kepler_orbits(n, seed)
-    # yoshida4 at 1000 steps per orbit returns to within about 1e-7 at e = 0.5.
+    # yoshida4 at 1000 steps per orbit returns to within about 1.4e-6 at e = 0.5.
     work = Workload("Kepler yoshida4 1000 steps/orbit", "float64", n_steps, 1e-5, _closed_form_check(y0))
     system = Hamiltonian("kepler")
     work.entries.append(_fastode_entry(system, y0, period, threads, method="yoshida4", dt=dt))
@@ -638,7 +638,8 @@ def _add_gpu(work_list, skips):
     if not info["available"]:
         skips.append(Skip("fastode cupy (GPU)", info["problem"] or "no CUDA device"))
         return
-    # NOTE: written without a GPU at hand; the cupy rows have not been run.
+    # NOTE: the cupy rows have never run, because no GPU was available to
+    # test them; they call the same solve() with backend="cupy".
     for work in work_list:
         base = work.entries[0]
         if base.gpu is not None:
@@ -757,17 +758,21 @@ def _measure_workload(work, n, repeats, on_entry):
         yield record
 
 
-def full_sizes(max_bytes: int | None = None) -> list[int]:
-    """Return the sizes of FULL_SIZES whose batches fit in memory.
+#: Bytes per trajectory that the widest workload needs at most: the NumPy MLP
+#: peer keeps about 16 arrays of its 64-wide hidden layer alive (stages and
+#: temporaries), 16 * 64 * 8 bytes. This is an estimate, not a measurement.
+BYTES_PER_TRAJECTORY = 16 * 64 * 8
 
-    A batch is kept when 64 float64 values per state component (inputs,
-    stages and temporaries of the NumPy peers) fit in half of ``max_bytes``,
-    by default the physical memory.
+
+def full_sizes(max_bytes: int | None = None) -> list[int]:
+    """Return the sizes of FULL_SIZES whose batches fit in half of ``max_bytes``.
+
+    ``max_bytes`` defaults to the physical memory; each trajectory is counted
+    as BYTES_PER_TRAJECTORY.
     """
     if max_bytes is None:
         max_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    # The widest state is the MLP's hidden layer of 64 per trajectory.
-    return [n for n in FULL_SIZES if n * 64 * 64 * 8 <= max_bytes // 2]
+    return [n for n in FULL_SIZES if n * BYTES_PER_TRAJECTORY <= max_bytes // 2]
 
 
 def memory_scaling(sizes, threads=None) -> list[tuple[int, float]]:
@@ -876,8 +881,8 @@ def _legend(memory) -> list[str]:
     scaling = ", ".join(f"N={n:,}: {per:.0f} B" for n, per in memory)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return [
-        "seconds: best timed run; warm-up s: the first, untimed run (compilation "
-        "included).",
+        "seconds: best timed run, scaled to N for sampled entries; warm-up s: "
+        "the first, untimed run (compilation included), of the sample only.",
         "steps/s: N times the steps per trajectory over seconds. Adaptive "
         "workloads count fastode's mean steps per trajectory for every entry, "
         "so their steps/s compare equal work.",
