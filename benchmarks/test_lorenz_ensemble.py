@@ -42,7 +42,8 @@ def workloads(problem, threads):
 
 
 @pytest.mark.parametrize(
-    ("method", "peer"), [(method, peer) for method, peers in CASES.items() for peer in peers]
+    ("method", "peer"),
+    [(method, peer) for method, peers in CASES.items() for peer in peers],
 )
 def test_lorenz_ensemble(benchmark, record, workloads, method, peer):
     built, skipped = workloads
@@ -57,6 +58,11 @@ def test_lorenz_ensemble(benchmark, record, workloads, method, peer):
     rounds = 5 if peer.startswith("fastode") else 1
     y = benchmark.pedantic(entry.run, rounds=rounds, iterations=1, warmup_rounds=1)
     error = work.check(y, entry.rows)
-    record(case, "fastode" if peer == "fastode cpp" else peer, error,
-           scale=entry.scale, note=entry.note)
+    record(
+        case,
+        "fastode" if peer == "fastode cpp" else peer,
+        error,
+        scale=entry.scale,
+        note=entry.note,
+    )
     assert error < work.error_bound

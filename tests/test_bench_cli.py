@@ -25,12 +25,31 @@ WORKLOADS = [
     "Kepler yoshida4 1000 steps/orbit",
     "MLP 4-64-4 tanh rk4 dt 0.01",
 ]
-COLUMNS = ["workload", "backend / peer", "N", "seconds", "warm-up s", "steps/s",
-           "max error", "bound", "x NumPy", "B/traj"]
+COLUMNS = [
+    "workload",
+    "backend / peer",
+    "N",
+    "seconds",
+    "warm-up s",
+    "steps/s",
+    "max error",
+    "bound",
+    "x NumPy",
+    "B/traj",
+]
 RECORD_KEYS = {
-    "workload", "peer", "n", "dtype", "seconds", "warmup_seconds",
-    "steps_per_second", "max_error", "error_bound", "ratio_to_numpy",
-    "traced_bytes_per_trajectory", "note",
+    "workload",
+    "peer",
+    "n",
+    "dtype",
+    "seconds",
+    "warmup_seconds",
+    "steps_per_second",
+    "max_error",
+    "error_bound",
+    "ratio_to_numpy",
+    "traced_bytes_per_trajectory",
+    "note",
 }
 
 
@@ -42,7 +61,11 @@ def run_cli(*args, timeout=120, extra_path=None):
     env["OMP_NUM_THREADS"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "fastode", *args],
-        capture_output=True, text=True, env=env, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -59,7 +82,9 @@ def quick_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench")
     path = folder / "bench.json"
     plot = ["--plot", str(folder / "bench.png")] if has_matplotlib() else []
-    result = run_cli("bench", "--quick-test", "--threads", "1", "--json", str(path), *plot)
+    result = run_cli(
+        "bench", "--quick-test", "--threads", "1", "--json", str(path), *plot
+    )
     return result, path
 
 
@@ -74,7 +99,9 @@ def test_quick_run_exits_zero(quick_run):
 
 def test_quick_run_header_columns(quick_run):
     result, _ = quick_run
-    header = next(line for line in result.stdout.splitlines() if line.startswith("workload"))
+    header = next(
+        line for line in result.stdout.splitlines() if line.startswith("workload")
+    )
     for column in COLUMNS:
         assert column in header
 
@@ -163,8 +190,12 @@ def test_plot_without_matplotlib_fails_clearly(tmp_path):
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
     result = run_cli(
-        "bench", "--quick-test", "--plot", str(tmp_path / "a.png"),
-        timeout=60, extra_path=stub.parent,
+        "bench",
+        "--quick-test",
+        "--plot",
+        str(tmp_path / "a.png"),
+        timeout=60,
+        extra_path=stub.parent,
     )
     assert result.returncode != 0
     assert "needs matplotlib" in result.stderr

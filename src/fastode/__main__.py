@@ -312,7 +312,9 @@ def _run_bench(args: argparse.Namespace) -> int:
     for line in _bench.format_report(records, skips, memory):
         print(line)
     if args.json is not None:
-        document = _bench.json_document(__version__, started, threads, records, skips, memory)
+        document = _bench.json_document(
+            __version__, started, threads, records, skips, memory
+        )
         with open(args.json, "w", encoding="utf-8") as stream:
             json.dump(document, stream, indent=2)
         print(f"wrote {args.json}")

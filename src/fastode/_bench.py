@@ -22,7 +22,7 @@ import os
 import resource
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -168,7 +168,9 @@ def _scipy_loop(rhs_one, y0, t1, rows, method, rtol, atol):
 
     out = np.empty((len(rows), y0.shape[1]))
     for slot, i in enumerate(rows):
-        sol = solve_ivp(rhs_one(i), (0.0, t1), y0[i], method=method, rtol=rtol, atol=atol)
+        sol = solve_ivp(
+            rhs_one(i), (0.0, t1), y0[i], method=method, rtol=rtol, atol=atol
+        )
         out[slot] = sol.y[:, -1]
     return out
 
@@ -225,7 +227,9 @@ def _torchode_entry(field_torch, y0, t1, rtol, atol) -> Entry:
 
     def run():
         with torch.no_grad():
-            sol = solver.solve(torchode.InitialValueProblem(y0=y0_tensor, t_eval=t_eval))
+            sol = solver.solve(
+                torchode.InitialValueProblem(y0=y0_tensor, t_eval=t_eval)
+            )
         return sol.ys[:, -1].numpy()
 
     return Entry("torchode tsit5 (CPU)", run, note="per-trajectory steps")
@@ -241,14 +245,20 @@ def _diffrax_entry(field_jax, y0, t1, rtol, atol) -> Entry:
     term = diffrax.ODETerm(field_jax)
     controller = diffrax.PIDController(rtol=rtol, atol=atol)
 
-    def one(y):
+    def solve_one(y):
         sol = diffrax.diffeqsolve(
-            term, diffrax.Tsit5(), 0.0, t1, None, y,
-            stepsize_controller=controller, max_steps=100_000,
+            term,
+            diffrax.Tsit5(),
+            0.0,
+            t1,
+            None,
+            y,
+            stepsize_controller=controller,
+            max_steps=100_000,
         )
         return sol.ys[-1]
 
-    batched = jax.jit(jax.vmap(one))
+    batched = jax.jit(jax.vmap(solve_one))
     y0_jax = jax.numpy.asarray(y0)
 
     def run():
@@ -269,7 +279,11 @@ def oscillator_exact(y0: np.ndarray) -> np.ndarray:
     omega = math.sqrt(K - alpha**2)
     x0, v0 = y0[:, 0], y0[:, 1]
     c = (v0 - alpha * x0) / omega
-    cos, sin, decay = math.cos(omega * T_OSC), math.sin(omega * T_OSC), math.exp(alpha * T_OSC)
+    cos, sin, decay = (
+        math.cos(omega * T_OSC),
+        math.sin(omega * T_OSC),
+        math.exp(alpha * T_OSC),
+    )
     x = decay * (x0 * cos + c * sin)
     v = decay * ((alpha * x0 + omega * c) * cos + (alpha * c - omega * x0) * sin)
     return np.stack([x, v], axis=1)
@@ -315,13 +329,20 @@ def oscillator_rk4(n, threads, skips, seed=0) -> Workload:
     y0 = np.random.default_rng(seed).uniform(-1.0, 1.0, (n, 2))
     # RK4 at dt 0.01 reaches about 1e-10 here; a wrong stage gives far more.
     work = Workload(
-        "oscillator rk4 dt 0.01", "float64", n_steps, 1e-8,
+        "oscillator rk4 dt 0.01",
+        "float64",
+        n_steps,
+        1e-8,
         _closed_form_check(oscillator_exact(y0)),
     )
     system = Oscillator(k=K, b=B)
     work.entries.append(_fastode_entry(system, y0, T_OSC, threads, method="rk4", dt=dt))
     work.entries.append(
-        Entry("NumPy RK4", lambda: numpy_rk4(_oscillator_field, y0, T_OSC, dt), note="1 thread")
+        Entry(
+            "NumPy RK4",
+            lambda: numpy_rk4(_oscillator_field, y0, T_OSC, dt),
+            note="1 thread",
+        )
     )
     numba, reason = _optional("numba")
     if numba is None:
@@ -344,11 +365,16 @@ def oscillator_dopri5(n, threads, skips, seed=0) -> Workload:
     rtol, atol = 1e-6, 1e-9
     y0 = np.random.default_rng(seed).uniform(-1.0, 1.0, (n, 2))
     system = Oscillator(k=K, b=B)
-    fastode_entry = _fastode_entry(system, y0, T_OSC, threads, method="dopri5", rtol=rtol, atol=atol)
+    fastode_entry = _fastode_entry(
+        system, y0, T_OSC, threads, method="dopri5", rtol=rtol, atol=atol
+    )
     steps = _mean_steps(system, y0, T_OSC, method="dopri5", rtol=rtol, atol=atol)
     # dopri5 at rtol 1e-6 ends about 3e-7 from the closed form on this problem.
     work = Workload(
-        "oscillator dopri5 rtol 1e-6", "float64", steps, 1e-5,
+        "oscillator dopri5 rtol 1e-6",
+        "float64",
+        steps,
+        1e-5,
         _closed_form_check(oscillator_exact(y0)),
     )
     work.entries.append(fastode_entry)
@@ -359,7 +385,11 @@ def oscillator_dopri5(n, threads, skips, seed=0) -> Workload:
             note="1 thread, one step size for the batch",
         )
     )
-    _add_scipy(work, skips, lambda i: (lambda t, y: [y[1], -K * y[0] - B * y[1]]), y0, T_OSC, "RK45", rtol, atol)
+
+    def field_one(i):
+        return lambda t, y: [y[1], -K * y[0] - B * y[1]]
+
+    _add_scipy(work, skips, field_one, y0, T_OSC, "RK45", rtol, atol)
     _add_torch(work, skips, y0, T_OSC, threads, "dopri5", {"rtol": rtol, "atol": atol})
     _add_adaptive_peers(work, skips, y0, T_OSC, rtol, atol, "oscillator")
     return work
@@ -368,7 +398,9 @@ def oscillator_dopri5(n, threads, skips, seed=0) -> Workload:
 def _lorenz_field(rho):
     def f(t, y):
         x, u, z = y[:, 0], y[:, 1], y[:, 2]
-        return np.stack([10.0 * (u - x), x * (rho - z) - u, x * u - 8.0 / 3.0 * z], axis=1)
+        return np.stack(
+            [10.0 * (u - x), x * (rho - z) - u, x * u - 8.0 / 3.0 * z], axis=1
+        )
 
     return f
 
@@ -387,7 +419,9 @@ def _reference_check(rows_checked, reference):
 
     def check(y, rows):
         rows = np.arange(len(y)) if rows is None else rows
-        pairs = [(k, position[int(i)]) for k, i in enumerate(rows) if int(i) in position]
+        pairs = [
+            (k, position[int(i)]) for k, i in enumerate(rows) if int(i) in position
+        ]
         if not pairs:
             return float("nan")
         mine, theirs = zip(*pairs, strict=True)
@@ -402,17 +436,36 @@ def lorenz_rk4(n, threads, skips, problem) -> Workload:
     y0_32 = y0.astype(np.float32)
     # float32 rounding over 1000 steps leaves about 3e-5 on states of size 10.
     work = Workload(
-        "Lorenz rk4 dt 0.001 float32", "float32", 1000, 1e-3, _reference_check(rows, reference)
+        "Lorenz rk4 dt 0.001 float32",
+        "float32",
+        1000,
+        1e-3,
+        _reference_check(rows, reference),
     )
     system = Lorenz(sigma=10.0, rho=rho, beta=8.0 / 3.0)
     work.entries.append(
-        _fastode_entry(system, y0_32, 1.0, threads, method="rk4", dt=1e-3, dtype=np.float32)
+        _fastode_entry(
+            system, y0_32, 1.0, threads, method="rk4", dt=1e-3, dtype=np.float32
+        )
     )
     rho_32 = rho.astype(np.float32)
     work.entries.append(
-        Entry("NumPy RK4", lambda: numpy_rk4(_lorenz_field(rho_32), y0_32, 1.0, 1e-3), note="1 thread")
+        Entry(
+            "NumPy RK4",
+            lambda: numpy_rk4(_lorenz_field(rho_32), y0_32, 1.0, 1e-3),
+            note="1 thread",
+        )
     )
-    _add_torch(work, skips, y0_32, 1.0, threads, "rk4", {"options": {"step_size": 1e-3}}, rho=rho)
+    _add_torch(
+        work,
+        skips,
+        y0_32,
+        1.0,
+        threads,
+        "rk4",
+        {"options": {"step_size": 1e-3}},
+        rho=rho,
+    )
     return work
 
 
@@ -422,11 +475,23 @@ def lorenz_tsit5(n, threads, skips, problem) -> Workload:
     system = Lorenz(sigma=10.0, rho=rho, beta=8.0 / 3.0)
     steps = _mean_steps(system, y0, 1.0, method="tsit5", rtol=tol, atol=tol)
     work = Workload(
-        "Lorenz tsit5 rtol 1e-8 float64", "float64", steps, 1e-5, _reference_check(rows, reference)
+        "Lorenz tsit5 rtol 1e-8 float64",
+        "float64",
+        steps,
+        1e-5,
+        _reference_check(rows, reference),
     )
     work.entries.append(
-        _fastode_entry(system, y0, 1.0, threads, method="tsit5", rtol=tol, atol=tol,
-                       note="float64: float32 floors rtol at 100 eps")
+        _fastode_entry(
+            system,
+            y0,
+            1.0,
+            threads,
+            method="tsit5",
+            rtol=tol,
+            atol=tol,
+            note="float64: float32 floors rtol at 100 eps",
+        )
     )
     work.entries.append(
         Entry(
@@ -435,9 +500,21 @@ def lorenz_tsit5(n, threads, skips, problem) -> Workload:
             note="1 thread, one step size for the batch",
         )
     )
-    field_one = lambda i: (lambda t, y: [10.0 * (y[1] - y[0]), y[0] * (rho[i] - y[2]) - y[1], y[0] * y[1] - 8.0 / 3.0 * y[2]])  # noqa: E731
+
+    def field_one(i):
+        def f(t, y):
+            return [
+                10.0 * (y[1] - y[0]),
+                y[0] * (rho[i] - y[2]) - y[1],
+                y[0] * y[1] - 8.0 / 3.0 * y[2],
+            ]
+
+        return f
+
     _add_scipy(work, skips, field_one, y0, 1.0, "RK45", tol, tol)
-    _add_torch(work, skips, y0, 1.0, threads, "dopri5", {"rtol": tol, "atol": tol}, rho=rho)
+    _add_torch(
+        work, skips, y0, 1.0, threads, "dopri5", {"rtol": tol, "atol": tol}, rho=rho
+    )
     _add_adaptive_peers(work, skips, y0, 1.0, tol, tol, "lorenz", rho=rho)
     return work
 
@@ -474,10 +551,20 @@ def kepler_yoshida4(n, threads, skips, seed=0) -> Workload:
     dt = period / n_steps
     y0 = kepler_orbits(n, seed)
     # yoshida4 at 1000 steps per orbit returns to within about 1.4e-6 at e = 0.5.
-    work = Workload("Kepler yoshida4 1000 steps/orbit", "float64", n_steps, 1e-5, _closed_form_check(y0))
+    work = Workload(
+        "Kepler yoshida4 1000 steps/orbit",
+        "float64",
+        n_steps,
+        1e-5,
+        _closed_form_check(y0),
+    )
     system = Hamiltonian("kepler")
-    work.entries.append(_fastode_entry(system, y0, period, threads, method="yoshida4", dt=dt))
-    work.entries.append(Entry("NumPy yoshida4", lambda: numpy_yoshida4(y0, period, dt), note="1 thread"))
+    work.entries.append(
+        _fastode_entry(system, y0, period, threads, method="yoshida4", dt=dt)
+    )
+    work.entries.append(
+        Entry("NumPy yoshida4", lambda: numpy_yoshida4(y0, period, dt), note="1 thread")
+    )
     return work
 
 
@@ -499,21 +586,33 @@ def mlp_rk4(n, threads, skips) -> Workload:
     rows = _sample_rows(n, CHECKED)
     reference = numpy_rk4(field_np, h0[rows], 1.0, dt / 10)
     # RK4 (classic or 3/8 rule) reaches about 1e-10 here.
-    work = Workload("MLP 4-64-4 tanh rk4 dt 0.01", "float64", 100, 1e-7, _reference_check(rows, reference))
+    work = Workload(
+        "MLP 4-64-4 tanh rk4 dt 0.01",
+        "float64",
+        100,
+        1e-7,
+        _reference_check(rows, reference),
+    )
     mlp = MLP(weights, biases, activation="tanh")
 
     def run_fastode():
         return neural_ode(mlp, h0, (0.0, 1.0), method="rk4", dt=dt, threads=threads)
 
     work.entries.append(Entry("fastode cpp", run_fastode, traced=True))
-    work.entries.append(Entry("NumPy RK4", lambda: numpy_rk4(field_np, h0, 1.0, dt), note="BLAS threads"))
+    work.entries.append(
+        Entry(
+            "NumPy RK4", lambda: numpy_rk4(field_np, h0, 1.0, dt), note="BLAS threads"
+        )
+    )
     torch, reason = _optional("torchdiffeq")
     if torch is None:
         skips.append(Skip("torchdiffeq", reason))
         return work
     import torch
 
-    network = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.Tanh(), torch.nn.Linear(64, 4)).double()
+    network = torch.nn.Sequential(
+        torch.nn.Linear(4, 64), torch.nn.Tanh(), torch.nn.Linear(64, 4)
+    ).double()
     with torch.no_grad():
         for layer, w, b in ((network[0], w1, b1), (network[2], w2, b2)):
             layer.weight.copy_(torch.from_numpy(w))
@@ -521,7 +620,9 @@ def mlp_rk4(n, threads, skips) -> Workload:
     _set_torch_threads(torch, threads)
     rows = _torch_rows(n)
     h0_torch = h0 if rows is None else h0[rows]
-    entry = _torchdiffeq_entry(lambda t, h: network(h), h0_torch, 1.0, "rk4", options={"step_size": dt})
+    entry = _torchdiffeq_entry(
+        lambda t, h: network(h), h0_torch, 1.0, "rk4", options={"step_size": dt}
+    )
     entry.note = "3/8-rule rk4"
     work.entries.append(_sampled(entry, rows, n))
     return work
@@ -535,7 +636,9 @@ def _fastode_entry(system, y0, t1, threads, note="", **solve_kwargs) -> Entry:
         return solve(system, y0, (0.0, t1), threads=threads, **solve_kwargs).y
 
     def run_gpu():
-        return np.asarray(solve(system, y0, (0.0, t1), backend="cupy", **solve_kwargs).y)
+        return np.asarray(
+            solve(system, y0, (0.0, t1), backend="cupy", **solve_kwargs).y
+        )
 
     return Entry("fastode cpp", run, note=note, traced=True, gpu=run_gpu)
 
@@ -572,7 +675,9 @@ def _torch_field(torch, kind, rho, dtype):
 
         def f(t, y):
             x, u, z = y[:, 0], y[:, 1], y[:, 2]
-            return torch.stack([10.0 * (u - x), x * (rho_t - z) - u, x * u - 8.0 / 3.0 * z], dim=1)
+            return torch.stack(
+                [10.0 * (u - x), x * (rho_t - z) - u, x * u - 8.0 / 3.0 * z], dim=1
+            )
 
         return f
 
@@ -608,7 +713,11 @@ def _add_adaptive_peers(work, skips, y0, t1, rtol, atol, kind, rho=None):
     else:
         import torch
 
-        work.entries.append(_torchode_entry(_torch_field(torch, kind, rho, y0.dtype), y0, t1, rtol, atol))
+        work.entries.append(
+            _torchode_entry(
+                _torch_field(torch, kind, rho, y0.dtype), y0, t1, rtol, atol
+            )
+        )
     diffrax, reason = _optional("diffrax")
     if diffrax is None:
         skips.append(Skip("diffrax", reason))
@@ -620,12 +729,15 @@ def _add_adaptive_peers(work, skips, y0, t1, rtol, atol, kind, rho=None):
         # constant component of each state.
         def field_jax(t, y, args):
             x, u, z, r = y
-            return jnp.stack([10.0 * (u - x), x * (r - z) - u, x * u - 8.0 / 3.0 * z, 0.0 * r])
+            return jnp.stack(
+                [10.0 * (u - x), x * (r - z) - u, x * u - 8.0 / 3.0 * z, 0.0 * r]
+            )
 
         entry = _diffrax_entry(field_jax, np.column_stack([y0, rho]), t1, rtol, atol)
         inner = entry.run
         entry.run = lambda: inner()[:, :3]
     else:
+
         def field_jax(t, y, args):
             return jnp.stack([y[1], -K * y[0] - B * y[1]])
 
@@ -643,7 +755,9 @@ def _add_gpu(work_list, skips):
     for work in work_list:
         base = work.entries[0]
         if base.gpu is not None:
-            work.entries.insert(1, Entry("fastode cupy (GPU)", base.gpu, note=base.note))
+            work.entries.insert(
+                1, Entry("fastode cupy (GPU)", base.gpu, note=base.note)
+            )
 
 
 # ------------------------------------------------------------- running
@@ -664,7 +778,9 @@ def build_workloads(n: int, threads: int | None, skips: list[Skip]) -> list[Work
     return work_list
 
 
-def _time(run: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, float, float]:
+def _time(
+    run: Callable[[], np.ndarray], repeats: int
+) -> tuple[np.ndarray, float, float]:
     start = time.perf_counter()
     y = run()
     warmup = time.perf_counter() - start
@@ -751,7 +867,9 @@ def _measure_workload(work, n, repeats, on_entry):
         records.append(measure(work, entry, n, repeats))
         if on_entry is not None:
             on_entry(f"{work.name} / {entry.peer} / N={n:,}")
-    numpy_seconds = next((r.seconds for r in records if r.peer.startswith("NumPy")), None)
+    numpy_seconds = next(
+        (r.seconds for r in records if r.peer.startswith("NumPy")), None
+    )
     for record in records:
         if numpy_seconds is not None:
             record.ratio_to_numpy = numpy_seconds / record.seconds
@@ -785,7 +903,11 @@ def memory_scaling(sizes, threads=None) -> list[tuple[int, float]]:
     for n in sizes:
         y0 = np.random.default_rng(0).uniform(-1.0, 1.0, (n, 2))
         system = Oscillator(k=K, b=B)
-        peak = _traced_peak(lambda: solve(system, y0, (0.0, 1.0), method="rk4", dt=0.01, threads=threads))
+
+        def run(system=system, y0=y0):
+            return solve(system, y0, (0.0, 1.0), method="rk4", dt=0.01, threads=threads)
+
+        peak = _traced_peak(run)
         rows.append((n, peak / n))
     return rows
 
@@ -806,7 +928,9 @@ def plot_throughput(records: list[Record], path) -> None:
     names = list(dict.fromkeys(record.workload for record in records))
     columns = min(3, len(names))
     rows = math.ceil(len(names) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False
+    )
     for axis, name in zip(axes.flat, names, strict=False):
         mine = [record for record in records if record.workload == name]
         for peer in dict.fromkeys(record.peer for record in mine):
@@ -816,7 +940,7 @@ def plot_throughput(records: list[Record], path) -> None:
         axis.set_xlabel("trajectories N")
         axis.set_ylabel("trajectory-steps per second")
         axis.legend(fontsize=7)
-    for axis in list(axes.flat)[len(names):]:
+    for axis in list(axes.flat)[len(names) :]:
         axis.set_visible(False)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -845,9 +969,17 @@ def _format_record(r: Record) -> str:
     traced = r.traced_bytes_per_trajectory
     traced_text = f"{traced:.0f}" if traced is not None else ""
     return TABLE_ROW.format(
-        r.workload, r.peer, f"{r.n:,}", f"{r.seconds:.4f}", f"{r.warmup_seconds:.3f}",
-        f"{r.steps_per_second:.2e}", f"{r.max_error:.1e}", f"{r.error_bound:.0e}",
-        ratio, traced_text, r.note,
+        r.workload,
+        r.peer,
+        f"{r.n:,}",
+        f"{r.seconds:.4f}",
+        f"{r.warmup_seconds:.3f}",
+        f"{r.steps_per_second:.2e}",
+        f"{r.max_error:.1e}",
+        f"{r.error_bound:.0e}",
+        ratio,
+        traced_text,
+        r.note,
     ).rstrip()
 
 
@@ -858,12 +990,21 @@ def format_report(records: list[Record], skips: list[Skip], memory) -> list[str]
     """
     lines = []
     for skip in skips:
-        what = "GPU rows skipped" if "GPU" in skip.peer else f"{skip.peer} skipped"
-        lines.append(f"{what}: {skip.reason}")
+        label = "GPU rows skipped" if "GPU" in skip.peer else f"{skip.peer} skipped"
+        lines.append(f"{label}: {skip.reason}")
     lines.append(
         TABLE_ROW.format(
-            "workload", "backend / peer", "N", "seconds", "warm-up s", "steps/s",
-            "max error", "bound", "x NumPy", "B/traj", "note",
+            "workload",
+            "backend / peer",
+            "N",
+            "seconds",
+            "warm-up s",
+            "steps/s",
+            "max error",
+            "bound",
+            "x NumPy",
+            "B/traj",
+            "note",
         ).rstrip()
     )
     lines.extend(_format_record(record) for record in records)
@@ -880,22 +1021,34 @@ def format_report(records: list[Record], skips: list[Skip], memory) -> list[str]
 def _legend(memory) -> list[str]:
     scaling = ", ".join(f"N={n:,}: {per:.0f} B" for n, per in memory)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return [
+    timing = (
         "seconds: best timed run, scaled to N for sampled entries; warm-up s: "
-        "the first, untimed run (compilation included), of the sample only.",
+        "the first, untimed run (compilation included), of the sample only."
+    )
+    rate = (
         "steps/s: N times the steps per trajectory over seconds. Adaptive "
         "workloads count fastode's mean steps per trajectory for every entry, "
-        "so their steps/s compare equal work.",
+        "so their steps/s compare equal work."
+    )
+    error = (
         "max error: largest absolute difference of the final states from the "
         "closed form (oscillator; Kepler after one period) or from a float64 "
         f"RK4 reference at a tenth of the step on {CHECKED} trajectories "
-        "(Lorenz, MLP). x NumPy: NumPy time / entry time.",
+        "(Lorenz, MLP). x NumPy: NumPy time / entry time."
+    )
+    traced = (
         "B/traj: tracemalloc peak of one fastode call per trajectory (NumPy "
-        "buffers and Python objects, not C++ scratch memory).",
-        "final-state-only memory, oscillator rk4 (d = 2, 16 B of state): "
-        f"{scaling} per trajectory (tracemalloc), constant in N, so O(N d).",
-        f"peak resident memory of this process (getrusage): {rss / 2**20:.0f} MiB",
-    ]
+        "buffers and Python objects, not C++ scratch memory)."
+    )
+    scaling_line = (
+        "final-state-only memory, oscillator rk4 (d = 2, 16 B of state), "
+        f"tracemalloc peak per trajectory: {scaling}. Bytes per trajectory "
+        "that do not grow with N mean O(N d) memory."
+    )
+    rss_line = (
+        f"peak resident memory of this process (getrusage): {rss / 2**20:.0f} MiB"
+    )
+    return [timing, rate, error, traced, scaling_line, rss_line]
 
 
 def json_document(version: str, started, threads: int, records, skips, memory) -> dict:
