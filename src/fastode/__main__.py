@@ -123,21 +123,28 @@ def _add_bench_parser(commands) -> None:
         "--n",
         type=_trajectory_count,
         default=_bench.QUICK_N,
-        help=f"trajectories per workload of the quick run (default {_bench.QUICK_N})",
+        help=(
+            f"trajectories per workload of the quick run (default {_bench.QUICK_N}); "
+            "ignored with --full"
+        ),
     )
     bench.add_argument(
         "--full",
         action="store_true",
         help=(
-            "run batch sizes 100, 1000, ... 1000000 trajectories, as far as "
-            "half the physical memory allows (takes long: tens of minutes)"
+            "run batch sizes of 100, 1000, ... 1000000 trajectories, as far as "
+            "half the physical memory allows; the NumPy and torch peers take "
+            "time in proportion to N, so this runs far longer than the quick run"
         ),
     )
     bench.add_argument(
         "--threads",
         type=_thread_count,
         default=None,
-        help="threads of fastode, Numba and torch (default: all cores)",
+        help=(
+            "threads of fastode, Numba and torch (default: all cores); NumPy "
+            "elementwise code and scipy use one thread"
+        ),
     )
     bench.add_argument(
         "--repeats",
