@@ -92,6 +92,8 @@ struct Outputs {
 template <int W, class Block>
 void for_each_block(index_t n, int threads, const Block& block) {
     const index_t n_blocks = (n + W - 1) / W;
+    // More threads than blocks would only start idle threads.
+    threads = int(std::max<index_t>(1, std::min<index_t>(threads, n_blocks)));
 #pragma omp parallel for schedule(dynamic, 16) num_threads(threads)
     for (index_t b = 0; b < n_blocks; ++b) {
         const index_t first = b * W;

@@ -65,7 +65,9 @@ class Solution:
         Output times: ``t_eval``, or ``[t1]`` when only the final state was kept.
     y : ndarray, shape (N, T, d) or (N, d)
         States at ``t``; (N, d) when ``t_eval`` is None. A 1-D ``y0`` drops the
-        leading N axis. Times a failed trajectory never reached hold NaN.
+        leading N axis. With ``t_eval``, times a failed trajectory never
+        reached hold NaN; without it, ``y`` is the state where the trajectory
+        stopped, at ``t_final``.
     status : ndarray of int8, shape (N,)
         A `Status` per trajectory.
     t_final : ndarray, shape (N,)

@@ -22,7 +22,7 @@ def solve(
     t_eval=None,
     method="dopri5",
     dt=None,
-    rtol=1e-6,
+    rtol=None,
     atol=1e-9,
     max_steps=DEFAULT_MAX_STEPS,
     backend="auto",
@@ -62,7 +62,9 @@ def solve(
     rtol, atol : float
         Relative and absolute tolerance of adaptive methods: a step is
         accepted when the RMS over components of
-        err / (atol + rtol max(|y|, |y_new|)) is at most 1.
+        err / (atol + rtol max(|y|, |y_new|)) is at most 1. rtol defaults to
+        1e-6, or to 100 machine epsilon (1.2e-5) in float32; an rtol given
+        below that floor is raised to it with a warning.
     max_steps : int
         Maximum number of attempted steps per trajectory over the whole span.
     backend : {"auto", "cpp", "numba", "numba-cuda", "cupy"}
@@ -132,7 +134,7 @@ def solve(
     if not isinstance(system, System):
         msg = (
             f"system must be a fastode system (Linear, Oscillator, Lorenz, "
-            f"Hamiltonian, or one made by fastode.ode), got {type(system).__name__}"
+            f"Hamiltonian, MLP, or one made by fastode.ode), got {type(system).__name__}"
         )
         raise TypeError(msg)
     method = check.check_method(method, system)
@@ -154,9 +156,9 @@ def solve(
     t_eval = check.check_t_eval(t_eval, t0, t1, dtype)
     rtol, atol = check.check_tolerances(rtol, atol, dtype, kind)
     dt = check.check_dt(dt, kind, method)
-    max_steps = check.check_positive_int("max_steps", max_steps)
+    max_steps = check.check_max_steps(max_steps)
     controller_code = check.check_controller(controller)
-    threads = _core.max_threads() if threads is None else check.check_positive_int("threads", threads)
+    threads = _core.max_threads() if threads is None else check.check_threads(threads)
 
     n = y0.shape[0]
     dense = t_eval is not None

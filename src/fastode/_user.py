@@ -68,7 +68,11 @@ def ode(fn=None, *, dim, n_params=0, separable=None, params=None):
     of y0 with bounds checking on. A function that does not compile, indexes
     out of range, leaves a component of ``dy`` unwritten or returns a value
     raises `TypeError` or `ValueError` naming it, before any integration.
-    The run itself has no bounds checks. Kernels compile once per (function,
+    The run itself has no bounds checks, so an index that goes out of range
+    only later in the run reads or writes arbitrary memory and can crash the
+    interpreter. Exceptions raised by ``fn`` during the run stop the whole
+    call, and integer division by zero gives 0 (Numba's NumPy error model).
+    Kernels compile once per (function,
     method, dtype, dim) and are cached on disk when the function is defined
     in a source file (Numba's ``cache=True``). As with any Numba function,
     global variables read by ``fn`` are frozen at compile time, and the disk

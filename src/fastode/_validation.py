@@ -4,6 +4,7 @@ names the argument, the value received and what is accepted."""
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
 
 import numpy as np
@@ -24,6 +25,12 @@ METHODS = {
 }
 
 CONTROLLERS = {"i": 0, "pi": 1}
+
+#: rtol when the caller passes none.
+DEFAULT_RTOL = 1e-6
+
+#: Largest max_steps: step counters are 64-bit integers.
+MAX_STEPS_LIMIT = 2**62
 
 BACKENDS = ("auto", "cpp", "numba", "numba-cuda", "cupy")
 
@@ -140,9 +147,15 @@ def check_t_eval(t_eval, t0: float, t1: float, dtype: np.dtype) -> np.ndarray | 
 def check_tolerances(rtol, atol, dtype: np.dtype, kind: str = "adaptive") -> tuple[float, float]:
     """Return (rtol, atol) as floats, raising rtol to 100 machine epsilon.
 
+    ``rtol=None`` is the default, DEFAULT_RTOL, raised to the floor silently
+    because the caller did not choose it.
+
     Only adaptive methods use the tolerances, so only they reject a zero pair
     and warn about the floor.
     """
+    floor = 100 * float(np.finfo(dtype).eps)
+    if rtol is None:
+        rtol = max(DEFAULT_RTOL, floor)
     rtol = _real_scalar("rtol", rtol)
     atol = _real_scalar("atol", atol)
     if not (np.isfinite(rtol) and rtol >= 0):
@@ -156,7 +169,6 @@ def check_tolerances(rtol, atol, dtype: np.dtype, kind: str = "adaptive") -> tup
     if atol == 0 and rtol == 0:
         msg = "rtol and atol cannot both be 0; pass rtol > 0 or atol > 0"
         raise ValueError(msg)
-    floor = 100 * float(np.finfo(dtype).eps)
     if rtol < floor:
         warnings.warn(
             f"rtol={rtol!r} is below 100 * machine epsilon of {dtype}; using {floor!r}",
@@ -194,3 +206,28 @@ def check_controller(controller) -> int:
         msg = f"controller must be 'i' or 'pi', got {controller!r}"
         raise ValueError(msg)
     return CONTROLLERS[key]
+
+
+def check_max_steps(max_steps) -> int:
+    max_steps = check_positive_int("max_steps", max_steps)
+    if max_steps > MAX_STEPS_LIMIT:
+        msg = f"max_steps must be at most 2**62, got {max_steps!r}"
+        raise ValueError(msg)
+    return max_steps
+
+
+def check_threads(threads) -> int:
+    """Return threads, rejecting counts far beyond the machine's cores.
+
+    OpenMP starts every requested thread, and tens of thousands of them
+    exhaust the process's resources and can crash the interpreter.
+    """
+    threads = check_positive_int("threads", threads)
+    limit = max(256, 8 * (os.cpu_count() or 1))
+    if threads > limit:
+        msg = (
+            f"threads must be at most {limit} on this machine "
+            f"({os.cpu_count()} cores), got {threads!r}; omit it to use every core"
+        )
+        raise ValueError(msg)
+    return threads

@@ -44,7 +44,7 @@ def solve(
     t_eval=None,
     method="dopri5",
     dt=None,
-    rtol=1e-6,
+    rtol=None,
     atol=1e-9,
     max_steps=DEFAULT_MAX_STEPS,
     dtype=None,
@@ -161,9 +161,9 @@ def _prepare(
         "dt": check.check_dt(dt, kind, method),
         "rtol": rtol,
         "atol": atol,
-        "max_steps": check.check_positive_int("max_steps", max_steps),
+        "max_steps": check.check_max_steps(max_steps),
         "controller": check.check_controller(controller),
-        "threads": check.check_positive_int("threads", threads),
+        "threads": check.check_threads(threads),
     }
     dense = t_eval is not None
     t_core = t_eval if dense else np.zeros(0, dtype=dtype)

@@ -407,6 +407,9 @@ FASTODE_HD index_t fixed_step_count(const Problem<T>& prob) {
     const double span = math::fabs(double(prob.t1) - double(prob.t0));
     if (span == 0.0) return 0;
     const double ratio = span / math::fabs(double(prob.dt));
+    // More steps than a 64-bit counter holds: max_steps (at most 2^62) ends
+    // the run first.
+    if (!(ratio < 4.0e18)) return index_t(4000000000000000000LL);
     const double eps = sizeof(T) == 4 ? 1e-6 : 1e-12;
     index_t n = index_t(ratio);
     if (double(n) < ratio * (1.0 - eps)) ++n;

@@ -182,7 +182,7 @@ def solve_cupy(
     t_eval=None,
     method="dopri5",
     dt=None,
-    rtol=1e-6,
+    rtol=None,
     atol=1e-9,
     max_steps=100_000,
     dtype=None,
@@ -238,10 +238,10 @@ def solve_cupy(
     t_eval = check.check_t_eval(t_eval, t0, t1, dtype)
     rtol, atol = check.check_tolerances(rtol, atol, dtype, kind)
     dt = check.check_dt(dt, kind, method)
-    max_steps = check.check_positive_int("max_steps", max_steps)
+    max_steps = check.check_max_steps(max_steps)
     controller_code = check.check_controller(controller)
     if threads is not None:
-        check.check_positive_int("threads", threads)
+        check.check_threads(threads)
 
     n = y0_dev.shape[0]
     dense = t_eval is not None

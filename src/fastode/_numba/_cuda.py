@@ -175,7 +175,7 @@ def solve(system, y0, t_span, t_eval, method, kind, dt, rtol, atol, max_steps, d
     t_eval = check.check_t_eval(t_eval, t0, t1, dtype)
     rtol, atol = check.check_tolerances(rtol, atol, dtype, kind)
     dt = check.check_dt(dt, kind, method)
-    max_steps = check.check_positive_int("max_steps", max_steps)
+    max_steps = check.check_max_steps(max_steps)
     controller_code = check.check_controller(controller)
 
     n = y0_device.shape[0]
