@@ -32,6 +32,7 @@ from ._cupy import gpu_info
 from ._neural import MLP, neural_ode
 from ._solve import solve
 from ._systems import Hamiltonian, Lorenz, Oscillator
+from ._user import ode
 
 #: Batch sizes of ``--full``, before the memory cap.
 FULL_SIZES = (100, 1_000, 10_000, 100_000, 1_000_000)
@@ -293,6 +294,34 @@ def _oscillator_field(t, y):
     return np.stack([y[:, 1], -K * y[:, 0] - B * y[:, 1]], axis=1)
 
 
+def _oscillator_rhs(t, y, dy, p):
+    # fastode.ode form of the oscillator for the numba backend, p = (k, b).
+    dy[0] = y[1]
+    dy[1] = -p[0] * y[0] - p[1] * y[1]
+
+
+def _lorenz_rhs(t, y, dy, p):
+    # fastode.ode form of the Lorenz system for the numba backend, p = (rho,).
+    dy[0] = 10.0 * (y[1] - y[0])
+    dy[1] = y[0] * (p[0] - y[2]) - y[1]
+    dy[2] = y[0] * y[1] - 8.0 / 3.0 * y[2]
+
+
+def _add_numba_backend(work, skips, rhs, dim, params, y0, t1, threads, **solve_kwargs):
+    """Add the same solve on fastode's numba backend, with rhs as a fastode.ode."""
+    _, reason = _optional("numba")
+    if reason is not None:
+        skips.append(Skip("fastode numba", reason))
+        return
+    system = ode(rhs, dim=dim, n_params=np.shape(params)[-1], params=params)
+
+    def run():
+        return solve(system, y0, (0.0, t1), threads=threads, **solve_kwargs).y
+
+    note = "Python rhs compiled by Numba; warm-up includes compilation"
+    work.entries.insert(1, Entry("fastode numba", run, note=note))
+
+
 def _closed_form_check(exact: np.ndarray):
     def check(y, rows):
         target = exact if rows is None else exact[rows]
@@ -337,6 +366,9 @@ def oscillator_rk4(n, threads, skips, seed=0) -> Workload:
     )
     system = Oscillator(k=K, b=B)
     work.entries.append(_fastode_entry(system, y0, T_OSC, threads, method="rk4", dt=dt))
+    _add_numba_backend(
+        work, skips, _oscillator_rhs, 2, [K, B], y0, T_OSC, threads, method="rk4", dt=dt
+    )
     work.entries.append(
         Entry(
             "NumPy RK4",
@@ -492,6 +524,19 @@ def lorenz_tsit5(n, threads, skips, problem) -> Workload:
             atol=tol,
             note="float64: float32 floors rtol at 100 eps",
         )
+    )
+    _add_numba_backend(
+        work,
+        skips,
+        _lorenz_rhs,
+        3,
+        rho[:, None],
+        y0,
+        1.0,
+        threads,
+        method="tsit5",
+        rtol=tol,
+        atol=tol,
     )
     work.entries.append(
         Entry(
@@ -763,8 +808,14 @@ def _add_gpu(work_list, skips):
 # ------------------------------------------------------------- running
 
 
-def build_workloads(n: int, threads: int | None, skips: list[Skip]) -> list[Workload]:
-    """Build every workload at batch size n; unusable peers are added to skips."""
+def build_workloads(
+    n: int, threads: int | None, skips: list[Skip], numba_backend: bool = True
+) -> list[Workload]:
+    """Build every workload at batch size n; unusable peers are added to skips.
+
+    ``numba_backend=False`` leaves out the fastode numba entries, whose first
+    run compiles for about 10 s per method unless Numba's disk cache has them.
+    """
     lorenz = _lorenz_problem(n)
     work_list = [
         oscillator_rk4(n, threads, skips),
@@ -775,6 +826,9 @@ def build_workloads(n: int, threads: int | None, skips: list[Skip]) -> list[Work
         mlp_rk4(n, threads, skips),
     ]
     _add_gpu(work_list, skips)
+    if not numba_backend:
+        for work in work_list:
+            work.entries = [e for e in work.entries if e.peer != "fastode numba"]
     return work_list
 
 
@@ -823,7 +877,9 @@ def measure(work: Workload, entry: Entry, n: int, repeats: int) -> Record:
     )
 
 
-def run_bench(sizes, threads=None, repeats=3, on_entries=None, on_entry=None):
+def run_bench(
+    sizes, threads=None, repeats=3, on_entries=None, on_entry=None, numba_backend=True
+):
     """Time every workload, backend and importable peer at each batch size.
 
     Parameters
@@ -839,6 +895,8 @@ def run_bench(sizes, threads=None, repeats=3, on_entries=None, on_entry=None):
     on_entries, on_entry : callable, optional
         Progress hooks: ``on_entries(count)`` when the entries of a batch size
         are known, ``on_entry(label)`` after each entry has run.
+    numba_backend : bool
+        Whether to time fastode's numba backend (see `build_workloads`).
 
     Yields
     ------
@@ -850,7 +908,7 @@ def run_bench(sizes, threads=None, repeats=3, on_entries=None, on_entry=None):
     reported = set()
     for n in sizes:
         skips: list[Skip] = []
-        work_list = build_workloads(n, threads, skips)
+        work_list = build_workloads(n, threads, skips, numba_backend)
         for skip in skips:
             if skip.peer not in reported:
                 reported.add(skip.peer)
