@@ -136,9 +136,10 @@ def numpy_adaptive(f, y0, t1, method, rtol, atol, max_steps=100_000):
     """Embedded explicit RK vectorized over the batch with one shared step size.
 
     The error norm is the maximum over the batch of the per-trajectory RMS
-    norm, so the stiffest trajectory sets the step of all of them. This is how
-    a batched NumPy or torchdiffeq solver behaves, and it takes more steps
-    than per-trajectory control.
+    norm, so the trajectory with the largest error estimate sets the step of
+    all of them. torchdiffeq also takes one step for the whole batch (with
+    the RMS norm over all of its components). Both take more steps than
+    fastode's per-trajectory control, and their steps/s counts fastode's.
     """
     table = tableaus()[method]
     a, b, c = np.array(table["a"]), np.array(table["b"]), np.array(table["c"])
@@ -213,8 +214,8 @@ def _torchdiffeq_entry(field_torch, y0, t1, method, **options) -> Entry:
 
 
 def _torchode_entry(field_torch, y0, t1, rtol, atol) -> Entry:
-    # NOTE: this entry has never run, because torchode was missing where it
-    # was tested; it follows the component API of torchode's documentation.
+    # NOTE: this entry has never run, because torchode was not installed
+    # where it was tested, so these torchode calls are unverified.
     import torch
     import torchode
 
@@ -237,8 +238,8 @@ def _torchode_entry(field_torch, y0, t1, rtol, atol) -> Entry:
 
 
 def _diffrax_entry(field_jax, y0, t1, rtol, atol) -> Entry:
-    # NOTE: this entry has never run, because diffrax was missing where it
-    # was tested; it follows the diffeqsolve signature of diffrax's docs.
+    # NOTE: this entry has never run, because diffrax was not installed where
+    # it was tested. The call follows diffeqsolve's documented signature.
     import diffrax
     import jax
 
@@ -383,7 +384,8 @@ def oscillator_rk4(n, threads, skips, seed=0) -> Workload:
         kernel = _numba_oscillator_rk4(numba)
 
         def run_numba():
-            numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
+            limit = numba.config.NUMBA_NUM_THREADS
+            numba.set_num_threads(min(threads or limit, limit))
             y = np.empty_like(y0)
             kernel(y0, K, B, dt, n_steps, y)
             return y
