@@ -61,3 +61,26 @@ def test_float32_explicit_small_rtol_warns():
     y0 = np.array([[1.0, 0.0]], dtype=np.float32)
     with pytest.warns(UserWarning, match="below 100 \\* machine epsilon"):
         fastode.solve(OSCILLATOR, y0, (0.0, 1.0), rtol=1e-9)
+
+
+def _call_oscillator_core(k):
+    y0 = np.zeros((3, 2))
+    return fastode._core.solve_oscillator(
+        y0, np.zeros(0), False, method="rk4", t0=0.0, t1=1.0, dt=0.1, rtol=1e-6,
+        atol=1e-9, max_steps=100, controller=0, threads=1, k=k, b=np.zeros(1),
+        force=np.zeros(1), omega=np.zeros(1),
+    )
+
+
+@pytest.mark.parametrize("rows", [0, 2, 5])
+def test_core_rejects_parameter_rows(rows):
+    # The binding layer checks row counts itself, so a direct call with a
+    # wrong length raises instead of reading past the array.
+    with pytest.raises(ValueError, match="k must have 1 or 3 rows"):
+        _call_oscillator_core(np.ones(rows))
+
+
+def test_core_accepts_shared_and_per_row_parameters():
+    shared = _call_oscillator_core(np.ones(1))
+    per_row = _call_oscillator_core(np.ones(3))
+    np.testing.assert_array_equal(shared["y"], per_row["y"])

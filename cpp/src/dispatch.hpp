@@ -39,9 +39,28 @@ Param<T> as_param(const Array<T>& values) {
     Param<T> p;
     p.data = values.data();
     const index_t rows = values.ndim() == 0 ? 1 : values.shape(0);
-    p.stride = rows == 1 ? 0 : index_t(values.size()) / rows;
+    p.stride = rows <= 1 ? 0 : index_t(values.size()) / rows;
     return p;
 }
+
+/// The same, after checking that `values` has 1 or n rows of `per_row`
+/// numbers each, so the kernels never read past its end.
+template <class T>
+Param<T> as_param(const Array<T>& values, index_t n, index_t per_row, const char* name) {
+    const index_t rows = values.ndim() == 0 ? 1 : values.shape(0);
+    const bool rows_ok = rows == 1 || rows == n;
+    if (!rows_ok || index_t(values.size()) != rows * per_row) {
+        throw std::invalid_argument(
+            std::string("fastode._core: ") + name + " must have 1 or " + std::to_string(n) +
+            " rows of " + std::to_string(per_row) + " values, got " +
+            std::to_string(values.size()) + " values in " + std::to_string(rows) + " rows");
+    }
+    return as_param(values);
+}
+
+/// Number of trajectories in y0, or 0 when y0 is not 2-D (solve_system
+/// rejects that shape).
+inline index_t batch_size(const py::array& y0) { return y0.ndim() == 2 ? y0.shape(0) : 0; }
 
 /// Common arguments of every `solve_*` binding, in the order Python passes them.
 struct Call {

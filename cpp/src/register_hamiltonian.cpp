@@ -6,7 +6,8 @@ namespace fastode::bindings {
 template <class T, class Potential>
 py::dict solve_potential(const Array<T>& k, const Array<T>& mass, const Array<T>& y0,
                          const Array<T>& t_eval, bool dense, const Call& call) {
-    Hamiltonian<T, Potential> sys{as_param(k), as_param(mass)};
+    const index_t n = y0.ndim() == 2 ? y0.shape(0) : 0;
+    Hamiltonian<T, Potential> sys{as_param(k, n, 1, "k"), as_param(mass, n, 1, "mass")};
     return solve_system<T>(sys, y0, t_eval, dense, call);
 }
 

@@ -11,8 +11,9 @@ py::dict solve_linear_dim(const Array<T>& A, const Array<T>& b, bool has_b,
                           const Array<T>& y0, const Array<T>& t_eval, bool dense,
                           const Call& call) {
     Linear<T, D> sys;
-    sys.A = as_param(A);
-    sys.b = as_param(b);
+    const index_t n = y0.ndim() == 2 ? y0.shape(0) : 0;
+    sys.A = as_param(A, n, D * D, "A");
+    sys.b = as_param(b, n, D, "b");
     sys.has_b = has_b;
     return solve_system<T>(sys, y0, t_eval, dense, call);
 }
