@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
+import fastode
 from fastode import _bench
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+# The folder holding the fastode that pytest imported: the installed package
+# in CI, where src/ has no compiled _core, or src/ in a development tree.
+PACKAGE_ROOT = Path(fastode.__file__).resolve().parent.parent
 
 WORKLOADS = [
     "oscillator rk4 dt 0.01",
@@ -56,7 +59,9 @@ RECORD_KEYS = {
 def run_cli(*args, timeout=120, extra_path=None):
     env = dict(os.environ)
     paths = [str(extra_path)] if extra_path else []
-    env["PYTHONPATH"] = os.pathsep.join([*paths, str(SRC), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [*paths, str(PACKAGE_ROOT), env.get("PYTHONPATH")])
+    )
     # One thread keeps the run short and predictable on a shared machine.
     env["OMP_NUM_THREADS"] = "1"
     return subprocess.run(
