@@ -73,10 +73,11 @@ struct Oscillator {
         FASTODE_HD FASTODE_INLINE void rhs(int l, T t, const T* y, T* dy) const {
             dy[0] = y[1];
             dy[1] = -k[l] * y[0] - b[l] * y[1];
-            // An unforced lane adds nothing, even when its omega is NaN, so it
-            // gives the same result whichever kernel the batch selects.
+            // An unforced lane adds 0 * cos(0) = 0 even when its omega is NaN,
+            // so it gives the same result whichever kernel the batch selects.
             if constexpr (Forced) {
-                if (force[l] != T(0)) dy[1] += force[l] * math::cos(omega[l] * t);
+                const T phase = force[l] != T(0) ? omega[l] * t : T(0);
+                dy[1] += force[l] * math::cos(phase);
             }
         }
     };
