@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _chunks, _core
+from . import _chunks
 from . import _validation as check
 from ._solution import Solution
 from ._systems import System
@@ -150,32 +150,20 @@ def solve(
 
         return solve_cupy(system, y0, t_span, t_eval, method, dt, rtol, atol, max_steps,
                           dtype, controller, threads)
-    dtype = check.check_dtype(dtype, y0)
-    y0, single = check.check_y0(y0, system.dim, dtype)
-    t0, t1 = check.check_t_span(t_span)
-    t_eval = check.check_t_eval(t_eval, t0, t1, dtype)
-    rtol, atol = check.check_tolerances(rtol, atol, dtype, kind)
-    dt = check.check_dt(dt, kind, method)
-    max_steps = check.check_max_steps(max_steps)
-    controller_code = check.check_controller(controller)
-    threads = _core.max_threads() if threads is None else check.check_threads(threads)
-
-    n = y0.shape[0]
-    dense = t_eval is not None
-    t_out = t_eval if dense else np.zeros(0, dtype=dtype)
-    call = {"method": method, "t0": t0, "t1": t1, "dt": dt, "rtol": rtol, "atol": atol,
-            "max_steps": max_steps, "controller": controller_code, "threads": threads}
+    checked = check.check_call(system, method, y0, t_span, t_eval, dt, rtol, atol,
+                               max_steps, dtype, controller, threads)
     if backend == "numba":
-        job = _numba_job(system, y0, t_out, kind, call)
+        job = _numba_job(system, checked.y0, checked.t_core, kind, checked.call)
     else:
-        job = _chunks.CoreJob(system._kernel, y0, t_out, dense, call,
-                              system._core_arguments(n, dtype))
+        core_arguments = system._core_arguments(checked.y0.shape[0], checked.dtype)
+        job = _chunks.CoreJob(system._kernel, checked.y0, checked.t_core, checked.dense,
+                              checked.call, core_arguments)
     # The core keeps one output column when t_eval is empty, as without t_eval.
-    result = _chunks.run(job, max(t_out.shape[0], 1), system.dim,
+    result = _chunks.run(job, max(checked.t_core.shape[0], 1), system.dim,
                          max_memory=max_memory, out=out, progress=progress,
                          chunk_size=chunk_size)
-    solution = _make_solution(result, t_eval if dense else np.array([t1], dtype=dtype),
-                              dense, single, method)
+    solution = _make_solution(result, checked.t_solution, checked.dense, checked.single,
+                              method)
     _chunks.warn_if_stiff(solution.status, kind, method)
     return solution
 

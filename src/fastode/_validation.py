@@ -6,6 +6,7 @@ from __future__ import annotations
 import numbers
 import os
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -231,3 +232,61 @@ def check_threads(threads) -> int:
         )
         raise ValueError(msg)
     return threads
+
+
+@dataclass(frozen=True)
+class CheckedCall:
+    """The arguments of one solve call after checking, as the drivers take them."""
+
+    y0: np.ndarray  # (N, d), C-contiguous, of `dtype`
+    single: bool  # y0 was one 1-D state
+    t_eval: np.ndarray | None
+    t1: float
+    dtype: np.dtype
+    kind: str  # "fixed", "adaptive" or "symplectic"
+    call: dict  # keyword arguments shared by the fastode._core.solve_* bindings
+
+    @property
+    def dense(self) -> bool:
+        """Whether states are stored at t_eval rather than only at t1."""
+        return self.t_eval is not None
+
+    @property
+    def t_core(self) -> np.ndarray:
+        """Output times for the bindings: t_eval, or none for the final state."""
+        return self.t_eval if self.dense else np.zeros(0, dtype=self.dtype)
+
+    @property
+    def t_solution(self) -> np.ndarray:
+        """`Solution.t`: t_eval, or [t1] when only the final state is kept."""
+        return self.t_eval if self.dense else np.array([self.t1], dtype=self.dtype)
+
+
+def check_call(system, method, y0, t_span, t_eval, dt, rtol, atol, max_steps, dtype,
+               controller, threads) -> CheckedCall:
+    """Check every argument of a CPU solve call; `method` is already checked.
+
+    ``threads=None`` becomes the OpenMP default of the C++ core.
+    """
+    kind = METHODS[method]
+    dtype = check_dtype(dtype, y0)
+    y0, single = check_y0(y0, system.dim, dtype)
+    t0, t1 = check_t_span(t_span)
+    t_eval = check_t_eval(t_eval, t0, t1, dtype)
+    rtol, atol = check_tolerances(rtol, atol, dtype, kind)
+    if threads is None:
+        from . import _core
+
+        threads = _core.max_threads()
+    call = {
+        "method": method,
+        "t0": t0,
+        "t1": t1,
+        "dt": check_dt(dt, kind, method),
+        "rtol": rtol,
+        "atol": atol,
+        "max_steps": check_max_steps(max_steps),
+        "controller": check_controller(controller),
+        "threads": check_threads(threads),
+    }
+    return CheckedCall(y0, single, t_eval, t1, dtype, kind, call)

@@ -148,38 +148,19 @@ def _prepare(
         )
         raise TypeError(msg)
     method = check.check_method(method, system)
-    kind = check.METHODS[method]
-    dtype = check.check_dtype(dtype, y0)
-    y0, single = check.check_y0(y0, system.dim, dtype)
-    t0, t1 = check.check_t_span(t_span)
-    t_eval = check.check_t_eval(t_eval, t0, t1, dtype)
-    rtol, atol = check.check_tolerances(rtol, atol, dtype, kind)
-    call = {
-        "method": method,
-        "t0": t0,
-        "t1": t1,
-        "dt": check.check_dt(dt, kind, method),
-        "rtol": rtol,
-        "atol": atol,
-        "max_steps": check.check_max_steps(max_steps),
-        "controller": check.check_controller(controller),
-        "threads": check.check_threads(threads),
-    }
-    dense = t_eval is not None
-    t_core = t_eval if dense else np.zeros(0, dtype=dtype)
+    checked = check.check_call(system, method, y0, t_span, t_eval, dt, rtol, atol,
+                               max_steps, dtype, controller, threads)
+    n = checked.y0.shape[0]
     job = _chunks.CoreJob(
         system._kernel,
-        y0,
-        t_core,
-        dense,
-        call,
-        system._core_arguments(y0.shape[0], dtype),
+        checked.y0,
+        checked.t_core,
+        checked.dense,
+        checked.call,
+        system._core_arguments(n, checked.dtype),
     )
-    layout = _chunks._Layout(
-        y0.shape[0], max(t_core.shape[0], 1), system.dim, dtype
-    )
-    t_out = t_eval if dense else np.array([t1], dtype=dtype)
-    return job, layout, single, t_out
+    layout = _chunks._Layout(n, max(checked.t_core.shape[0], 1), system.dim, checked.dtype)
+    return job, layout, checked.single, checked.t_solution
 
 
 def _get_client(client):
