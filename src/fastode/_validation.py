@@ -68,7 +68,16 @@ def check_dtype(dtype, y0) -> np.dtype:
 
 def check_y0(y0, dim: int, dtype: np.dtype) -> tuple[np.ndarray, bool]:
     """Return y0 as a C-contiguous (N, dim) array and whether it was 1-D."""
-    array = np.asarray(y0)
+    array, single = check_state_batch(np.asarray(y0), dim)
+    return np.ascontiguousarray(array, dtype=dtype), single
+
+
+def check_state_batch(array, dim: int):
+    """Return `array` as a batch of states (N, dim) and whether it was 1-D.
+
+    Works on NumPy and CuPy arrays alike, so host and device inputs get the
+    same checks and messages.
+    """
     if array.dtype.kind == "c":
         msg = (
             f"y0 is complex ({array.dtype}); fastode integrates real states only. "
@@ -78,16 +87,17 @@ def check_y0(y0, dim: int, dtype: np.dtype) -> tuple[np.ndarray, bool]:
     if array.dtype.kind not in "iuf":
         msg = f"y0 must contain real numbers, got dtype {array.dtype}"
         raise TypeError(msg)
+    shape = array.shape
     single = array.ndim == 1
     if single:
         array = array[None, :]
     if array.ndim != 2 or array.shape[1] != dim:
         msg = (
-            f"y0 has shape {np.shape(y0)}; this system has {dim} state components, "
+            f"y0 has shape {shape}; this system has {dim} state components, "
             f"so y0 must have shape ({dim},) or (N, {dim})"
         )
         raise ValueError(msg)
-    return np.ascontiguousarray(array, dtype=dtype), single
+    return array, single
 
 
 def _real_scalar(name, value) -> float:

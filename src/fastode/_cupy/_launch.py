@@ -74,26 +74,8 @@ def _as_device_array(cupy, value):
 
 
 def _check_device_y0(cupy, y0, dim: int, dtype):
-    """Check the dtype and shape of a device y0 as `check.check_y0` does on the host."""
-    if y0.dtype.kind == "c":
-        msg = (
-            f"y0 is complex ({y0.dtype}); fastode integrates real states only. "
-            "Split z into real and imaginary parts, a state of twice the size"
-        )
-        raise TypeError(msg)
-    if y0.dtype.kind not in "iuf":
-        msg = f"y0 must contain real numbers, got dtype {y0.dtype}"
-        raise TypeError(msg)
-    single = y0.ndim == 1
-    if single:
-        y0 = y0[None, :]
-    if y0.ndim != 2 or y0.shape[1] != dim:
-        shape = y0.shape[1:] if single else y0.shape
-        msg = (
-            f"y0 has shape {shape}; this system has {dim} state components, "
-            f"so y0 must have shape ({dim},) or (N, {dim})"
-        )
-        raise ValueError(msg)
+    """Check a device y0 as `check.check_y0` does on the host, without a copy."""
+    y0, single = check.check_state_batch(y0, dim)
     return cupy.ascontiguousarray(y0, dtype=dtype), single
 
 
