@@ -22,9 +22,9 @@ namespace fastode::bindings {
 namespace py = pybind11;
 
 /// Lanes per block: four 512-bit registers of T. Several independent vectors
-/// per operation hide the latency of the dependent arithmetic inside a step;
-/// measured on the rk4 oscillator, 32 float64 lanes ran 1.3x faster than 16
-/// and 2.4x faster than 8 (AMD EPYC, AVX-512, GCC 12).
+/// per operation hide the latency of the dependent arithmetic inside a step.
+/// On the rk4 oscillator, 32 float64 lanes ran 1.3x faster than 16 and 2.4x
+/// faster than 8 (AMD EPYC, AVX-512, GCC 12).
 template <class T>
 constexpr int lanes_for() {
     return 256 / int(sizeof(T));

@@ -109,8 +109,8 @@ def solve(
     and NaN at the output times it did not reach, and every other
     trajectory's result is unchanged bit for bit. When trajectories of an
     adaptive method stop with MAX_STEPS or STEP_TOO_SMALL, one
-    `fastode.StiffnessWarning` per call says how many: every method here is
-    explicit, and on a stiff system its step count grows with the fastest
+    `fastode.StiffnessWarning` per call reports how many. Every method here
+    is explicit, so on a stiff system its step count grows with the fastest
     decay rate times the span, whatever the tolerance.
 
     A batch runs in chunks of trajectories. Ctrl-C (KeyboardInterrupt) stops

@@ -635,8 +635,8 @@ struct StepDecision {
 };
 
 /// Accepts or rejects the step of every lane and picks the next step size.
-/// The common case stays in one vectorized loop; lanes with an output due,
-/// at the end of the span or failing are flagged for a scalar pass.
+/// The common case stays in one vectorized loop. Lanes with an output due, at
+/// the end of the span or failing are flagged for a scalar pass.
 template <class Tab, class T, int W>
 FASTODE_HD FASTODE_INLINE bool decide_steps(const Problem<T>& prob, const LaneState<T, W>& st,
                                             const T* dt, const T* dt_try, const T* norm,
