@@ -228,13 +228,13 @@ def test_oscillator_parameter_wrong_length():
 
 
 def test_oscillator_parameter_not_numbers():
-    with pytest.raises(TypeError, match="omega must be real numbers"):
-        fastode.solve(fastode.Oscillator(k=1.0, omega="fast"), [1.0, 0.0], (0.0, 1.0))
+    with pytest.raises(TypeError, match="omega must be a real number .* got 'fast'"):
+        fastode.Oscillator(k=1.0, omega="fast")
 
 
-def test_lorenz_parameter_wrong_shape():
-    system = fastode.Lorenz(rho=np.ones((2, 2)))
-    with pytest.raises(ValueError, match=r"rho has shape \(2, 2\)"):
+def test_lorenz_parameter_wrong_length():
+    system = fastode.Lorenz(rho=np.ones(3))
+    with pytest.raises(ValueError, match=r"rho has shape \(3,\)"):
         fastode.solve(system, np.ones((2, 3)), (0.0, 1.0))
 
 
@@ -257,9 +257,29 @@ def test_linear_matrices_wrong_count():
 
 
 def test_linear_forcing_wrong_shape():
-    system = fastode.Linear(np.eye(2), b=[1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match=r"b has shape \(3,\)"):
-        fastode.solve(system, [1.0, 0.0], (0.0, 1.0))
+    with pytest.raises(ValueError, match=r"b must have shape \(2,\) or \(N, 2\) .* got \(3,\)"):
+        fastode.Linear(np.eye(2), b=[1.0, 2.0, 3.0])
+
+
+def test_linear_forcing_rows_wrong_count():
+    system = fastode.Linear(np.eye(2), b=np.ones((3, 2)))
+    with pytest.raises(ValueError, match=r"b has shape \(3, 2\)"):
+        fastode.solve(system, np.ones((4, 2)), (0.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "pattern"),
+    [
+        (lambda: fastode.Oscillator(k="stiff"), TypeError, "k must be a real number .* got 'stiff'"),
+        (lambda: fastode.Oscillator(k=1.0, b=1j), TypeError, "b must be a real number"),
+        (lambda: fastode.Lorenz(rho=np.ones((2, 2))), ValueError, r"rho must be a scalar or have shape \(N,\)"),
+        (lambda: fastode.Hamiltonian("kepler", mass=None), TypeError, "mass must be a real number"),
+        (lambda: fastode.Linear(np.eye(2), b=["a", "b"]), TypeError, "b must be real numbers"),
+    ],
+)
+def test_parameters_checked_at_construction(make, error, pattern):
+    with pytest.raises(error, match=pattern):
+        make()
 
 
 def test_hamiltonian_unknown_potential():

@@ -55,6 +55,24 @@ def _per_trajectory(name: str, value, n: int, tail: tuple, dtype) -> np.ndarray:
     raise ValueError(msg)
 
 
+def _check_scalar_params(params: dict) -> dict:
+    """Check at construction that each parameter is a real scalar or a 1-D
+    array (one value per trajectory), so a bad value fails where it was given
+    rather than at the first solve."""
+    for name, value in params.items():
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            msg = f"{name} must be a real number or a 1-D array of them, got {value!r}"
+            raise TypeError(msg)
+        if array.ndim > 1:
+            msg = (
+                f"{name} must be a scalar or have shape (N,) with one value per "
+                f"trajectory, got shape {array.shape}"
+            )
+            raise ValueError(msg)
+    return params
+
+
 def _rows(value, n: int) -> np.ndarray:
     """Broadcast a parameter stored as (1, ...) or (n, ...) against n states."""
     return np.broadcast_to(value, (n, *value.shape[1:]))
@@ -86,7 +104,17 @@ class Linear(System):
             msg = f"A must be real, got dtype {A.dtype}; complex systems are not supported"
             raise TypeError(msg)
         self.A = A
-        self.b = None if b is None else np.asarray(b)
+        self.b = None if b is None else self._checked_b(np.asarray(b))
+
+    def _checked_b(self, b):
+        d = self.dim
+        if b.dtype.kind not in "biuf":
+            msg = f"b must be real numbers, got dtype {b.dtype}"
+            raise TypeError(msg)
+        if b.ndim not in (1, 2) or b.shape[-1] != d:
+            msg = f"b must have shape ({d},) or (N, {d}) to match A, got {b.shape}"
+            raise ValueError(msg)
+        return b
 
     @property
     def dim(self) -> int:
@@ -118,7 +146,7 @@ class Oscillator(System):
     _kernel = "solve_oscillator"
 
     def __init__(self, k, b=0.0, force=0.0, omega=0.0):
-        self.params = {"k": k, "b": b, "force": force, "omega": omega}
+        self.params = _check_scalar_params({"k": k, "b": b, "force": force, "omega": omega})
 
     @property
     def dim(self) -> int:
@@ -149,7 +177,7 @@ class Lorenz(System):
     _kernel = "solve_lorenz"
 
     def __init__(self, sigma=10.0, rho=28.0, beta=8.0 / 3.0):
-        self.params = {"sigma": sigma, "rho": rho, "beta": beta}
+        self.params = _check_scalar_params({"sigma": sigma, "rho": rho, "beta": beta})
 
     @property
     def dim(self) -> int:
@@ -200,7 +228,7 @@ class Hamiltonian(System):
             msg = f"potential must be one of {sorted(POTENTIALS)}, got {potential!r}"
             raise ValueError(msg)
         self.potential = potential
-        self.params = {"k": k, "mass": mass}
+        self.params = _check_scalar_params({"k": k, "mass": mass})
 
     @property
     def dof(self) -> int:
