@@ -249,8 +249,10 @@ def count_chunks(monkeypatch) -> list:
 def test_result_over_budget_raises():
     system, y0 = oscillator_batch()
     # y alone is 300 * 9 * 2 * 8 = 43200 bytes.
-    with pytest.raises(MemoryError, match="pass out='file.npy'"):
+    with pytest.raises(MemoryError, match="pass out='file.npy'") as raised:
         fastode.solve(system, y0, (0.0, 4.0), t_eval=T_EVAL, max_memory=40_000)
+    # Small budgets are printed in a unit that shows them, not as 0.00 GiB.
+    assert "39.06 KiB" in str(raised.value)
 
 
 def test_budget_sets_chunk_size(tmp_path, monkeypatch):

@@ -191,7 +191,11 @@ class _Layout:
 
 
 def _gib(n_bytes: int) -> str:
-    return f"{n_bytes / 2**30:.2f} GiB"
+    """Format a byte count in the largest binary unit that keeps it >= 1."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.2f} {unit}"
+    return f"{n_bytes} bytes"
 
 
 def _allocate(layout: _Layout, out) -> dict:
