@@ -1,186 +1,29 @@
 """The Python side of ``backend="cupy"``, run against a NumPy stand-in for CuPy.
 
-No GPU is needed. The stand-in kernel first checks the launch arguments
-against the parameter list of the generated CUDA source (count, order, and
-each scalar and pointer type), then computes the kernel's outputs with the C++
-core, which runs the same header code. So these tests check argument
-marshalling, strides, output shapes and the host/device conversions. The
-arithmetic on a real GPU is checked by tests/gpu.
+No GPU is needed. The stand-in (tests/cupy_standin.py) checks each launch's
+arguments against the generated CUDA source, computes the kernel's outputs
+with the C++ core, which runs the same header code, and runs queued stream
+work only at synchronization, as a GPU does. So these tests check argument
+marshalling, strides, output shapes, host/device conversions, and the chunk
+pipeline's ordering of copies, launches and synchronization. The arithmetic
+on a real GPU is checked by tests/gpu.
 """
 
 from __future__ import annotations
 
-import re
-import types
-
 import numpy as np
 import pytest
+from cupy_standin import DeviceArray, DLPackOnly, InterfaceOnly, StandIn
 
 import fastode
-from fastode import _core
-from fastode._cupy import _launch
-from fastode._cupy._source import LAYOUTS
+from fastode._cupy import _launch, _pipeline
 
 STATS = ("n_steps", "n_accepted", "n_rejected", "n_rhs")
-
-# C type in a kernel parameter list -> NumPy dtype of the launch argument.
-C_TYPES = {
-    "double": np.float64,
-    "float": np.float32,
-    "long long": np.int64,
-    "int": np.int32,
-    "signed char": np.int8,
-}
-
-
-class DeviceArray(np.ndarray):
-    """A NumPy array that plays a CuPy array."""
-
-    def get(self):
-        return np.array(self).view(np.ndarray)
-
-
-def _device(array, dtype=None):
-    return np.array(array, dtype=dtype).view(DeviceArray)
-
-
-def _parameter_types(code: str, name: str) -> list[tuple[str, bool]]:
-    """(C type, is pointer) of each parameter of kernel ``name`` in ``code``."""
-    match = re.search(
-        rf'extern "C" __global__ void {name}\((.*?)\) {{', code, re.DOTALL
-    )
-    assert match, f"kernel {name} not found in the generated source"
-    types_ = []
-    for declaration in match.group(1).split(","):
-        words = declaration.replace("__restrict__", "").replace("const", "").split()
-        pointer = "*" in declaration
-        c_type = " ".join(words[:-1]).replace("*", "").strip()
-        types_.append((c_type, pointer))
-    return types_
-
-
-def _check_arguments(code, name, args):
-    declared = _parameter_types(code, name)
-    assert len(args) == len(declared)
-    for (c_type, pointer), value in zip(declared, args, strict=True):
-        assert isinstance(value, DeviceArray) == pointer, (c_type, type(value))
-        assert value.dtype == np.dtype(C_TYPES[c_type]), (c_type, value.dtype)
-        if pointer:
-            assert value.flags.c_contiguous
-
-
-def _run_on_core(name: str, args: tuple) -> None:
-    """Compute the outputs of kernel ``name`` with the C++ core, in place."""
-    _, method, system, _ = re.match(
-        r"(fastode)_(\w+?)_(oscillator|lorenz|linear\d|"
-        r"hamiltonian_\w+?)_(float\d\d)$",
-        name,
-    ).groups()
-    (
-        y0,
-        t_eval,
-        n_eval,
-        _batch_size,
-        t0,
-        t1,
-        dt,
-        rtol,
-        atol,
-        max_steps,
-        controller,
-        y,
-        t_final,
-        status,
-        n_steps,
-        n_accepted,
-        n_rejected,
-        n_rhs,
-        *params,
-    ) = args
-    layout = LAYOUTS[system]
-    values = {}
-    for index, param in enumerate(layout.params):
-        array, stride = params[2 * index], params[2 * index + 1]
-        assert stride == (0 if array.shape[0] == 1 else array.size // array.shape[0])
-        values[param] = np.asarray(array)
-    if system.startswith("linear"):
-        values["has_b"] = bool(params[-1])
-        kernel = _core.solve_linear
-    elif system.startswith("hamiltonian_"):
-        values["potential"] = system.removeprefix("hamiltonian_")
-        kernel = _core.solve_hamiltonian
-    else:
-        kernel = getattr(_core, f"solve_{system}")
-    out = kernel(
-        np.asarray(y0),
-        np.asarray(t_eval)[:n_eval],
-        n_eval > 0,
-        method=method,
-        t0=t0,
-        t1=t1,
-        dt=dt,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
-        controller=controller,
-        threads=1,
-        **values,
-    )
-    for target, key in (
-        (y, "y"),
-        (t_final, "t_final"),
-        (status, "status"),
-        (n_steps, "n_steps"),
-        (n_accepted, "n_accepted"),
-        (n_rejected, "n_rejected"),
-        (n_rhs, "n_rhs"),
-    ):
-        assert target.shape == out[key].shape, key
-        target[...] = out[key]
-
-
-class _Kernel:
-    def __init__(self, code, name):
-        self.code, self.name = code, name
-
-    def __call__(self, grid, block, args):
-        n = int(args[3])
-        assert grid[0] * block[0] >= n > (grid[0] - 1) * block[0]
-        _check_arguments(self.code, self.name, args)
-        _run_on_core(self.name, args)
-
-
-class _RawModule:
-    def __init__(self, code, options):
-        assert "-std=c++17" in options
-        self.code = code
-
-    def get_function(self, name):
-        return _Kernel(self.code, name)
-
-
-def _fake_cupy():
-    runtime = types.SimpleNamespace(
-        getDeviceCount=lambda: 1,
-        CUDARuntimeError=type("CUDARuntimeError", (RuntimeError,), {}),
-    )
-    return types.SimpleNamespace(
-        ndarray=DeviceArray,
-        asarray=lambda a, dtype=None: _device(a, dtype),
-        ascontiguousarray=lambda a, dtype=None: _device(a, dtype),
-        asnumpy=lambda a: np.array(a).view(np.ndarray),
-        from_dlpack=lambda a: np.from_dlpack(a).view(DeviceArray),
-        # Outputs start as garbage, so a value the kernel never writes shows.
-        empty=lambda shape, dtype: np.full(shape, 99, dtype=dtype).view(DeviceArray),
-        zeros=lambda shape, dtype: np.zeros(shape, dtype=dtype).view(DeviceArray),
-        RawModule=_RawModule,
-        cuda=types.SimpleNamespace(runtime=runtime),
-    )
 
 
 @pytest.fixture(autouse=True)
 def fake_cupy(monkeypatch):
-    fake = _fake_cupy()
+    fake = StandIn()
     monkeypatch.setattr(_launch, "import_cupy", lambda: fake)
     _launch._kernel.cache_clear()
     yield fake
@@ -381,7 +224,7 @@ def test_empty_batch():
 
 
 def test_grid_covers_batch_larger_than_block():
-    n = _launch.THREADS_PER_BLOCK * 2 + 5
+    n = _pipeline.THREADS_PER_BLOCK * 2 + 5
     y0 = np.random.default_rng(5).standard_normal((n, 2))
     gpu = fastode.solve(
         fastode.Oscillator(k=1.0),
@@ -399,4 +242,256 @@ def test_grid_covers_batch_larger_than_block():
 
 def test_host_dlpack_object_takes_host_path():
     # NumPy arrays export DLPack on the CPU device, so they must be uploaded.
-    assert _launch._as_device_array(_fake_cupy(), np.ones(3)) is None
+    assert _launch._as_device_array(StandIn(), np.ones(3)) is None
+
+
+# --- chunked runs ----------------------------------------------------------------
+
+
+def _chunk_case(n=300):
+    rng = np.random.default_rng(11)
+    system = fastode.Linear(
+        -np.eye(3) + 0.2 * rng.standard_normal((n, 3, 3)), b=rng.standard_normal(3)
+    )
+    y0 = rng.standard_normal((n, 3))
+    kwargs = {"method": "dopri5", "rtol": 1e-8, "t_eval": np.linspace(0.0, 1.0, 5)}
+    return system, y0, kwargs
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 299, 300, 1000])
+def test_chunk_size_does_not_change_results(fake_cupy, chunk_size):
+    system, y0, kwargs = _chunk_case()
+    gpu = fastode.solve(
+        system, y0, (0.0, 1.0), backend="cupy", chunk_size=chunk_size, **kwargs
+    )
+    cpu = fastode.solve(system, y0, (0.0, 1.0), backend="cpp", **kwargs)
+    assert fake_cupy.launch_sizes == [
+        min(chunk_size, 300 - start) for start in range(0, 300, chunk_size)
+    ]
+    _assert_same(gpu, cpu)
+
+
+def test_device_memory_limits_chunk(fake_cupy):
+    system, y0, kwargs = _chunk_case()
+    # y row 5 x 3 float64 = 120 bytes, t_final, status and step counts 41,
+    # y0 and A rows 96: 257 bytes per slot row, two slots.
+    fake_cupy.free_bytes = int(257 * 2 * 100 / _pipeline.DEVICE_MEMORY_FRACTION) + 1
+    gpu = fastode.solve(system, y0, (0.0, 1.0), backend="cupy", **kwargs)
+    cpu = fastode.solve(system, y0, (0.0, 1.0), backend="cpp", **kwargs)
+    # 100 rows fit; the computed chunk is rounded down to 64 rows.
+    assert fake_cupy.launch_sizes == [64, 64, 64, 64, 44]
+    _assert_same(gpu, cpu)
+
+
+def test_chunks_overlap_on_two_streams(fake_cupy):
+    system, y0, kwargs = _chunk_case()
+    fastode.solve(system, y0, (0.0, 1.0), backend="cupy", chunk_size=64, **kwargs)
+    launches = [stream for what, stream in fake_cupy.log if what == "launch"]
+    assert launches == [0, 1, 0, 1, 0]
+    # The second chunk is queued before the host waits for the first.
+    first_sync = fake_cupy.log.index(("sync", 0))
+    assert fake_cupy.log[:first_sync].count(("launch", 1)) == 1
+    # Pinned buffers are allocated once per stream, not per chunk: y0 and A
+    # in, seven outputs back.
+    assert fake_cupy.pinned_allocations == 2 * (2 + 7)
+    assert len(fake_cupy.streams) == 2
+
+
+def test_single_chunk_uses_no_pinned_buffers(fake_cupy):
+    system, y0, kwargs = _chunk_case()
+    fastode.solve(system, y0, (0.0, 1.0), backend="cupy", **kwargs)
+    assert fake_cupy.launch_sizes == [300]
+    assert fake_cupy.pinned_allocations == 0
+
+
+def test_missing_synchronize_is_detected(fake_cupy, monkeypatch):
+    # The stand-in must catch a pipeline that reads results before its stream
+    # has run; otherwise the chunk tests above could not fail.
+    system, y0, kwargs = _chunk_case()
+    cpu = fastode.solve(system, y0, (0.0, 1.0), backend="cpp", **kwargs)
+    monkeypatch.setattr(
+        fake_cupy.cuda, "Stream", lambda non_blocking=False: _NoWait(fake_cupy)
+    )
+    gpu = fastode.solve(system, y0, (0.0, 1.0), backend="cupy", chunk_size=64, **kwargs)
+    assert not np.array_equal(gpu.y, cpu.y)
+
+
+class _NoWait:
+    """A stream whose synchronize returns before its queued work has run."""
+
+    def __init__(self, standin):
+        from cupy_standin import Stream
+
+        self.stream = Stream(standin)
+
+    def enqueue(self, what, work):
+        self.stream.enqueue(what, work)
+
+    def synchronize(self):
+        pending = list(self.stream.queue)
+        self.stream.queue.clear()
+        self.late = pending
+
+    def __enter__(self):
+        return self.stream.__enter__()
+
+    def __exit__(self, *exc):
+        self.stream.__exit__(*exc)
+
+
+def test_device_y0_in_chunks_stays_on_device(fake_cupy):
+    system, y0, kwargs = _chunk_case()
+    gpu = fastode.solve(
+        system, fake_cupy.asarray(y0), (0.0, 1.0), backend="cupy", chunk_size=128,
+        **kwargs,
+    )
+    cpu = fastode.solve(system, y0, (0.0, 1.0), backend="cpp", **kwargs)
+    assert isinstance(gpu.y, DeviceArray)
+    assert fake_cupy.launch_sizes == [128, 128, 44]
+    # Only the per-trajectory A is staged from the host.
+    assert fake_cupy.pinned_allocations == 2
+    _assert_same(gpu, cpu)
+
+
+def test_device_result_too_large(fake_cupy):
+    fake_cupy.free_bytes = 10_000
+    with pytest.raises(MemoryError, match="on the GPU, more than"):
+        fastode.solve(
+            fastode.Lorenz(),
+            fake_cupy.asarray(np.ones((1000, 3))),
+            (0.0, 1.0),
+            t_eval=np.linspace(0.0, 1.0, 10),
+            method="rk4",
+            dt=0.1,
+            backend="cupy",
+        )
+
+
+def test_max_memory_too_small(fake_cupy):
+    with pytest.raises(MemoryError, match="max_memory"):
+        fastode.solve(
+            fastode.Lorenz(),
+            np.ones((1000, 3)),
+            (0.0, 1.0),
+            method="rk4",
+            dt=0.1,
+            backend="cupy",
+            max_memory=1000,
+        )
+
+
+def test_out_path_receives_result(fake_cupy, tmp_path):
+    system, y0, kwargs = _chunk_case()
+    path = tmp_path / "y.npy"
+    gpu = fastode.solve(
+        system, y0, (0.0, 1.0), backend="cupy", chunk_size=100, out=path, **kwargs
+    )
+    cpu = fastode.solve(system, y0, (0.0, 1.0), backend="cpp", **kwargs)
+    assert np.array_equal(np.load(path), cpu.y)
+    _assert_same(gpu, cpu)
+
+
+def test_out_array_with_device_y0_is_host(fake_cupy):
+    system, y0, kwargs = _chunk_case()
+    out = np.empty((300, 5, 3))
+    gpu = fastode.solve(
+        system, fake_cupy.asarray(y0), (0.0, 1.0), backend="cupy", out=out, **kwargs
+    )
+    cpu = fastode.solve(system, y0, (0.0, 1.0), backend="cpp", **kwargs)
+    assert type(gpu.status) is np.ndarray
+    assert np.array_equal(out, cpu.y)
+
+
+def test_progress_bar_counts_trajectories(fake_cupy, capsys):
+    system, y0, kwargs = _chunk_case()
+    fastode.solve(
+        system, y0, (0.0, 1.0), backend="cupy", chunk_size=100, progress=True, **kwargs
+    )
+    assert "300/300" in capsys.readouterr().err
+
+
+def test_interrupt_keeps_finished_chunks(fake_cupy, monkeypatch):
+    system, y0, kwargs = _chunk_case()
+    submit = _pipeline._Slot.submit
+
+    def interrupt_third(slot, job, result, start, stop):
+        if start == 128:
+            raise KeyboardInterrupt
+        submit(slot, job, result, start, stop)
+
+    monkeypatch.setattr(_pipeline._Slot, "submit", interrupt_third)
+    with pytest.warns(RuntimeWarning, match="interrupted after 128 of 300"):
+        gpu = fastode.solve(
+            system, y0, (0.0, 1.0), backend="cupy", chunk_size=64, **kwargs
+        )
+    cpu = fastode.solve(system, y0, (0.0, 1.0), backend="cpp", **kwargs)
+    assert np.array_equal(gpu.y[:128], cpu.y[:128])
+    assert np.all(gpu.status[128:] == fastode.Status.INTERRUPTED)
+    assert np.all(np.isnan(gpu.y[128:]))
+
+
+def test_stiffness_warning(fake_cupy):
+    with pytest.warns(fastode.StiffnessWarning, match="1 of 2 trajectories"):
+        sol = fastode.solve(
+            fastode.Linear(np.array([[[-1.0]], [[-1e6]]])),
+            np.ones((2, 1)),
+            (0.0, 10.0),
+            method="dopri5",
+            max_steps=1000,
+            backend="cupy",
+        )
+    assert sol.status[1] == fastode.Status.MAX_STEPS
+
+
+def test_no_stiffness_warning_for_fixed_step(fake_cupy, recwarn):
+    fastode.solve(
+        fastode.Linear([[-1.0]]),
+        np.ones((2, 1)),
+        (0.0, 10.0),
+        method="rk4",
+        dt=0.1,
+        max_steps=10,
+        backend="cupy",
+    )
+    assert not [w for w in recwarn if w.category is fastode.StiffnessWarning]
+
+
+# --- foreign device arrays ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("wrapper", [InterfaceOnly, DLPackOnly])
+def test_foreign_device_array_read_without_copy(fake_cupy, wrapper):
+    y0 = fake_cupy.asarray(np.random.default_rng(2).standard_normal((20, 3)))
+    view = _launch._as_device_array(fake_cupy, wrapper(y0))
+    assert isinstance(view, DeviceArray)
+    assert np.shares_memory(view, y0)
+    kwargs = {"method": "rk4", "dt": 0.01}
+    gpu = fastode.solve(
+        fastode.Lorenz(), wrapper(y0), (0.0, 1.0), backend="cupy", **kwargs
+    )
+    cpu = fastode.solve(fastode.Lorenz(), np.asarray(y0), (0.0, 1.0), **kwargs)
+    assert isinstance(gpu.y, DeviceArray)
+    _assert_same(gpu, cpu)
+
+
+@pytest.mark.parametrize("wrapper", [InterfaceOnly, DLPackOnly])
+def test_foreign_device_parameter(fake_cupy, wrapper):
+    rho = fake_cupy.asarray(np.linspace(0.0, 21.0, 20))
+    y0 = np.ones((20, 3))
+    kwargs = {"method": "rk4", "dt": 0.01}
+    gpu = fastode.solve(
+        fastode.Lorenz(rho=wrapper(rho)), y0, (0.0, 1.0), backend="cupy", **kwargs
+    )
+    cpu = fastode.solve(fastode.Lorenz(rho=np.asarray(rho)), y0, (0.0, 1.0), **kwargs)
+    assert type(gpu.y) is np.ndarray
+    _assert_same(gpu, cpu)
+
+
+def test_dlpack_export_failure_names_detach(fake_cupy):
+    class RequiresGrad(DLPackOnly):
+        def __dlpack__(self, **kwargs):
+            raise RuntimeError("Can't export tensors that require gradient")
+
+    y0 = RequiresGrad(fake_cupy.asarray(np.ones((4, 3))))
+    with pytest.raises(TypeError, match=r"tensor\.detach\(\)"):
+        fastode.solve(fastode.Lorenz(), y0, (0.0, 1.0), backend="cupy")

@@ -9,6 +9,7 @@ from ._analysis import (
     regularized_loss,
     stability,
 )
+from ._info import info
 from ._neural import MLP, cnf, log_prob, neural_ode
 from ._solution import IntegrationError, Solution, Status, StiffnessWarning
 from ._solve import solve
@@ -34,6 +35,7 @@ __all__ = [
     "UserSystem",
     "cnf",
     "gradient_flow",
+    "info",
     "linearize",
     "log_prob",
     "neural_ode",

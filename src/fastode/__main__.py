@@ -14,8 +14,8 @@ import sys
 import time
 
 from . import __version__, _bench, _core
-from ._cupy import gpu_info
 from ._demo import ATOL, DT, RTOL, T1, CaseResult, run_cases
+from ._info import info
 from ._systems import POTENTIALS
 from ._validation import METHODS
 
@@ -212,28 +212,33 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_status(name: str) -> str:
-    try:
-        module = importlib.import_module(name)
-    # Any failure while importing (missing package, missing CUDA driver or
-    # library) means the backend is unusable; report it instead of failing.
-    except Exception as error:  # noqa: BLE001
-        return f"not available ({type(error).__name__}: {error})"
-    return f"{getattr(module, '__version__', 'unknown version')} (imports)"
-
-
-def _gpu_status() -> str:
-    info = gpu_info()
-    if not info["available"]:
-        return f"not available ({info['problem']})"
-    return ", ".join(
-        f"{row['name']} (cc {row['compute_capability']})" for row in info["devices"]
+def _gpu_status(gpu: dict) -> str:
+    if not gpu["available"]:
+        return f"not available ({gpu['problem']})"
+    runtime = gpu["cuda_runtime"]
+    devices = ", ".join(
+        f"{row['name']} (cc {row['compute_capability']}, "
+        f"{row['memory_bytes'] / 2**30:.0f} GiB)"
+        for row in gpu["devices"]
     )
+    return f"{devices}; CuPy {gpu['cupy']}, CUDA runtime {runtime}"
+
+
+def _backend_status(row: dict) -> str:
+    version = row["version"] or "not installed"
+    if row["available"]:
+        return f"{version} (available)"
+    return f"{version}, not available ({row['problem']})"
 
 
 def _run_info(args: argparse.Namespace) -> int:
+    report = info()
     print(f"fastode {__version__}")
-    print(f"OpenMP threads: {_core.max_threads()}")
+    openmp = "" if report["openmp"] else " (built without OpenMP)"
+    print(f"OpenMP threads: {report['openmp_threads']}{openmp}")
+    print(f"compiler: {report['compiler'] or 'unknown (no ELF .comment section)'}")
+    nvrtc = report["gpu"]["nvrtc"]
+    print(f"NVRTC (cuda-bindings): {nvrtc or 'not installed'}")
     print("methods:")
     for kind in ("fixed", "adaptive", "symplectic"):
         names = [name for name, k in METHODS.items() if k == kind]
@@ -250,9 +255,9 @@ def _run_info(args: argparse.Namespace) -> int:
     print("  numba         fastode.ode systems on the CPU, needs numba")
     print("  numba-cuda    fastode.ode systems on an NVIDIA GPU, needs numba-cuda")
     print("  cupy          built-in systems on an NVIDIA GPU, needs CuPy")
-    print(f"numba: {_import_status('numba')}")
-    print(f"cupy: {_import_status('cupy')}")
-    print(f"GPU: {_gpu_status()}")
+    for name in ("numba", "numba-cuda", "cupy"):
+        print(f"{name}: {_backend_status(report['backends'][name])}")
+    print(f"GPU: {_gpu_status(report['gpu'])}")
     return 0
 
 

@@ -291,6 +291,15 @@ def run(
     progress = check_progress(progress)
     layout = _Layout(job.n, n_out, dim, job.y0.dtype)
     in_memory = out is None
+    check_result_fits(layout, max_memory, in_memory)
+    rows = layout.chunk_rows(max_memory, in_memory, chunk_size)
+    if in_memory and rows >= layout.n and not progress:
+        return {**_run_chunk(job), "n_interrupted": 0}
+    return _run_chunks(job, layout, _allocate(layout, out), rows, progress)
+
+
+def check_result_fits(layout: _Layout, max_memory: int, in_memory: bool):
+    """Raise MemoryError when the host result alone exceeds `max_memory`."""
     needed = layout.result_bytes(in_memory)
     if needed > max_memory:
         where = "in memory" if in_memory else "for status and step counts"
@@ -305,10 +314,6 @@ def run(
             "solve fewer trajectories per call"
         )
         raise MemoryError(msg)
-    rows = layout.chunk_rows(max_memory, in_memory, chunk_size)
-    if in_memory and rows >= layout.n and not progress:
-        return {**_run_chunk(job), "n_interrupted": 0}
-    return _run_chunks(job, layout, _allocate(layout, out), rows, progress)
 
 
 def _run_chunks(job, layout: _Layout, result: dict, rows: int, progress) -> dict:

@@ -68,9 +68,13 @@ def solve(
     max_steps : int
         Maximum number of attempted steps per trajectory over the whole span.
     backend : {"auto", "cpp", "numba", "numba-cuda", "cupy"}
-        Where to run. ``auto`` selects the C++ core for built-in systems and
-        ``numba`` for systems made by `fastode.ode`. ``numba-cuda`` runs
-        `fastode.ode` systems on an NVIDIA GPU, one thread per trajectory.
+        Where to run. ``auto`` selects ``numba`` for systems made by
+        `fastode.ode`. For built-in systems it selects ``cupy`` when CuPy
+        finds a CUDA device and y0 is already on the GPU or has at least
+        ``fastode._cupy.AUTO_GPU_MIN_TRAJECTORIES`` (65 536) rows, and the
+        C++ core otherwise; GPU results agree with the core to rounding, not
+        bit for bit. ``numba-cuda`` runs `fastode.ode` systems on an NVIDIA
+        GPU, one thread per trajectory.
     dtype : {None, "float32", "float64"}
         Precision of the run; None keeps float32 inputs and uses float64
         otherwise.
@@ -139,7 +143,7 @@ def solve(
         raise TypeError(msg)
     method = check.check_method(method, system)
     kind = check.METHODS[method]
-    backend = _check_backend(backend, system)
+    backend = _check_backend(backend, system, y0)
     if backend == "numba-cuda":
         from ._numba import _cuda
 
@@ -149,7 +153,7 @@ def solve(
         from ._cupy import solve_cupy
 
         return solve_cupy(system, y0, t_span, t_eval, method, dt, rtol, atol, max_steps,
-                          dtype, controller, threads)
+                          dtype, controller, threads, max_memory, out, progress, chunk_size)
     checked = check.check_call(system, method, y0, t_span, t_eval, dt, rtol, atol,
                                max_steps, dtype, controller, threads)
     if backend == "numba":
@@ -168,9 +172,10 @@ def solve(
     return solution
 
 
-def _check_backend(backend, system) -> str:
+def _check_backend(backend, system, y0) -> str:
     """Return the backend that runs `system`: user systems (`fastode.ode`) run
-    on Numba, built-in ones on the C++ core."""
+    on Numba, built-in ones on the C++ core, or on the GPU (CuPy) when
+    `fastode._cupy.prefers_gpu` finds one and the batch is large enough."""
     if backend not in check.BACKENDS:
         msg = f"backend must be one of {list(check.BACKENDS)}, got {backend!r}"
         raise ValueError(msg)
@@ -193,7 +198,11 @@ def _check_backend(backend, system) -> str:
         raise ValueError(msg)
     if backend == "cupy":
         return backend
-    if backend not in ("auto", "cpp"):
+    if backend == "auto":
+        from ._cupy import prefers_gpu
+
+        return "cupy" if prefers_gpu(system, y0) else "cpp"
+    if backend != "cpp":
         msg = f"backend={backend!r} is not built yet; use backend='cpp' (the default)"
         raise NotImplementedError(msg)
     return "cpp"

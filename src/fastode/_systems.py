@@ -59,7 +59,12 @@ def _check_scalar_params(params: dict) -> dict:
     """Check at construction that each parameter is a real scalar or a 1-D
     array (one value per trajectory), so a bad value fails where it was given
     rather than at the first solve."""
+    from ._cupy._device import is_device_array
+
     for name, value in params.items():
+        if is_device_array(value):
+            # Checked by backend="cupy" at solve time, without a host copy.
+            continue
         array = np.asarray(value)
         if array.dtype.kind not in "biuf":
             msg = f"{name} must be a real number or a 1-D array of them, got {value!r}"

@@ -5,7 +5,20 @@ without it; `solve_cupy` raises ImportError with install instructions when it
 is missing.
 """
 
-from ._device import INSTALL_HINT, device_available, gpu_info
+from ._device import (
+    AUTO_GPU_MIN_TRAJECTORIES,
+    INSTALL_HINT,
+    device_available,
+    gpu_info,
+    prefers_gpu,
+)
 from ._launch import solve_cupy
 
-__all__ = ["INSTALL_HINT", "device_available", "gpu_info", "solve_cupy"]
+__all__ = [
+    "AUTO_GPU_MIN_TRAJECTORIES",
+    "INSTALL_HINT",
+    "device_available",
+    "gpu_info",
+    "prefers_gpu",
+    "solve_cupy",
+]

@@ -6,13 +6,35 @@ machines without it.
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
+
 __all__ = [
+    "AUTO_GPU_MIN_TRAJECTORIES",
     "INSTALL_HINT",
     "device_available",
+    "free_device_memory",
     "gpu_info",
     "import_cupy",
+    "is_device_array",
+    "prefers_gpu",
     "require_device",
 ]
+
+#: backend="auto" runs a built-in system on the GPU from this many host
+#: trajectories on. Below about 2**16 trajectories a data-centre GPU is not
+#: full: an H100 keeps 132 SMs x 2048 = 270 336 threads resident, one
+#: trajectory each. Then the kernel launch, the copies and the first call's
+#: NVRTC compile (seconds, cached on disk afterwards) weigh against a CPU
+#: core that does 1e4 trajectories x 1000 rk4 steps in about 7 ms on two
+#: cores. NOTE: an estimate from those figures, not measured on a GPU yet;
+#: tools/gpu_bench.py prints the GPU/CPU ratio over N to calibrate it.
+AUTO_GPU_MIN_TRAJECTORIES = 2**16
+
+# DLPack device types of memory a kernel can read directly: kDLCUDA and
+# kDLCUDAManaged. Pinned host memory (kDLCUDAHost) takes the host path.
+DLPACK_CUDA = (2, 13)
 
 INSTALL_HINT = (
     'install the GPU extra with  pip install "fastode[gpu]"  (CuPy for CUDA 13, '
@@ -64,13 +86,72 @@ def require_device(cupy) -> int:
     return count
 
 
+@functools.cache
 def device_available() -> bool:
-    """Return True when CuPy imports and reports at least one CUDA device."""
+    """Return True when CuPy imports and reports at least one CUDA device.
+
+    The answer is cached for the process, because `prefers_gpu` asks on
+    every ``backend="auto"`` call of a large batch.
+    """
     try:
         require_device(import_cupy())
     except (ImportError, RuntimeError):
         return False
     return True
+
+
+def free_device_memory(cupy) -> int:
+    """Bytes the current device can still allocate: the driver's free memory
+    plus the blocks CuPy's memory pool has cached for reuse."""
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    return int(free) + int(cupy.get_default_memory_pool().free_bytes())
+
+
+def is_device_array(value) -> bool:
+    """Return True for an array in GPU memory, judged by protocol alone.
+
+    CuPy arrays, Numba device arrays and PyTorch CUDA tensors qualify through
+    ``__cuda_array_interface__`` or a CUDA ``__dlpack_device__``. CuPy is not
+    imported.
+    """
+    if isinstance(value, np.ndarray):
+        return False
+    dlpack_device = getattr(type(value), "__dlpack_device__", None)
+    if dlpack_device is not None:
+        device_type, _ = dlpack_device(value)
+        return int(device_type) in DLPACK_CUDA
+    return hasattr(value, "__cuda_array_interface__")
+
+
+def _batch_size(y0) -> int | None:
+    try:
+        shape = np.shape(y0)
+    except (TypeError, ValueError):
+        return None
+    if len(shape) == 1:
+        return 1
+    return shape[0] if len(shape) == 2 else None
+
+
+def prefers_gpu(system, y0) -> bool:
+    """Decide whether ``backend="auto"`` runs `system` on the GPU.
+
+    True when CuPy finds a device, `system` has a GPU kernel, and either
+    `y0` is already in GPU memory or the batch has at least
+    `AUTO_GPU_MIN_TRAJECTORIES` rows. Small host batches are decided without
+    importing CuPy.
+    """
+    from ._source import system_key
+
+    if not is_device_array(y0):
+        n = _batch_size(y0)
+        if n is None or n < AUTO_GPU_MIN_TRAJECTORIES:
+            return False
+    try:
+        system_key(system)
+    except (TypeError, ValueError):
+        return False
+    return device_available()
 
 
 def _device_rows(cupy, count: int) -> list[dict]:

@@ -12,10 +12,12 @@ import hashlib
 
 import numpy as np
 
+from .. import _chunks
 from .. import _validation as check
 from .._solution import Solution
 from .._systems import System, _per_trajectory
-from ._device import import_cupy, require_device
+from . import _pipeline
+from ._device import import_cupy, is_device_array, require_device
 from ._source import (
     LAYOUTS,
     KernelSpec,
@@ -26,15 +28,6 @@ from ._source import (
 )
 
 __all__ = ["solve_cupy"]
-
-#: Threads per CUDA block. Each thread holds one trajectory's state and
-#: stages in registers, so a modest block keeps register pressure per SM low.
-THREADS_PER_BLOCK = 128
-
-# DLPack device types of memory a kernel can read directly: kDLCUDA and
-# kDLCUDAManaged. Pinned host memory (kDLCUDAHost) takes the host path.
-_DLPACK_CUDA = (2, 13)
-
 
 @functools.cache
 def _headers_digest() -> str:
@@ -59,18 +52,25 @@ def _kernel(spec: KernelSpec):
 def _as_device_array(cupy, value):
     """Return a CuPy view of ``value`` if it lives on the GPU, else None.
 
-    Objects with ``__cuda_array_interface__`` or a CUDA DLPack device are
-    wrapped without a copy.
+    A CUDA DLPack device is read with ``cupy.from_dlpack`` and an object with
+    ``__cuda_array_interface__`` with ``cupy.asarray``; neither copies.
+    DLPack comes first because a PyTorch tensor that requires grad raises
+    from its ``__cuda_array_interface__``.
     """
     if isinstance(value, cupy.ndarray):
         return value
-    if hasattr(value, "__cuda_array_interface__"):
-        return cupy.asarray(value)
-    if hasattr(value, "__dlpack_device__"):
-        device_type, _ = value.__dlpack_device__()
-        if int(device_type) in _DLPACK_CUDA:
+    if not is_device_array(value):
+        return None
+    try:
+        if hasattr(value, "__dlpack_device__"):
             return cupy.from_dlpack(value)
-    return None
+        return cupy.asarray(value)
+    except (BufferError, RuntimeError, TypeError) as exc:
+        msg = (
+            f"could not read the {type(value).__name__} in GPU memory without a copy: "
+            f"{exc}. For a PyTorch tensor, pass tensor.detach()"
+        )
+        raise TypeError(msg) from exc
 
 
 def _check_device_y0(cupy, y0, dim: int, dtype):
@@ -80,10 +80,14 @@ def _check_device_y0(cupy, y0, dim: int, dtype):
 
 
 def _device_param(cupy, name: str, value, n: int, tail: tuple, dtype):
-    """Convert a parameter to a device array of shape (1, *tail) or (n, *tail)."""
+    """Convert a parameter to an array of shape (1, *tail) or (n, *tail).
+
+    Device values stay on the device. Host values stay NumPy arrays, which
+    the chunk pipeline uploads a chunk at a time when they have n rows.
+    """
     array = _as_device_array(cupy, value)
     if array is None:
-        return cupy.asarray(_per_trajectory(name, value, n, tail, dtype))
+        return _per_trajectory(name, value, n, tail, dtype)
     if array.dtype.kind not in "biuf":
         msg = f"{name} must be real numbers, got dtype {array.dtype}"
         raise TypeError(msg)
@@ -99,42 +103,36 @@ def _device_param(cupy, name: str, value, n: int, tail: tuple, dtype):
     return cupy.ascontiguousarray(array, dtype=dtype)
 
 
-def _system_arguments(cupy, system, n: int, dtype) -> list:
-    """Build the kernel arguments of the system: (array, stride) per parameter."""
+def _system_parameters(cupy, system, n: int, dtype) -> tuple[list, list]:
+    """Return the system's parameters as (array, stride) pairs in kernel order,
+    and the kernel arguments that follow them.
+
+    A shared parameter (one row) is uploaded here, because every chunk reads
+    it whole. A per-trajectory one keeps n rows, for the chunks to slice.
+    """
     layout = LAYOUTS[system_key(system)]
-    if type(system).__name__ == "Linear":
+    linear = type(system).__name__ == "Linear"
+    if linear:
         d = system.dim
-        has_b = system.b is not None
-        values = {"A": system.A, "b": system.b if has_b else np.zeros(d)}
+        values = {"A": system.A, "b": system.b if system.b is not None else np.zeros(d)}
         tails = {"A": (d, d), "b": (d,)}
     else:
         values = system.params
         tails = dict.fromkeys(layout.params, ())
-    args = []
+    params = []
     for name in layout.params:
         array = _device_param(cupy, name, values[name], n, tails[name], dtype)
         # Stride 0 shares one row among all trajectories, as in the C++ core.
-        stride = 0 if array.shape[0] == 1 else array.size // array.shape[0]
-        args += [array, np.int64(stride)]
-    if type(system).__name__ == "Linear":
-        args.append(np.int32(has_b))
-    return args
+        per_row = array.shape[0] == n and n > 1
+        stride = array.size // array.shape[0] if per_row else 0
+        if not per_row and _pipeline.on_host(cupy, array):
+            array = cupy.asarray(array)
+        params.append((array, stride))
+    tail = [np.int32(system.b is not None)] if linear else []
+    return params, tail
 
 
-def _outputs(cupy, n: int, n_out: int, dim: int, dtype) -> dict:
-    out = {
-        "y": cupy.empty((n, n_out, dim), dtype=dtype),
-        "t_final": cupy.empty(n, dtype=dtype),
-        "status": cupy.empty(n, dtype=np.int8),
-    }
-    for name in ("n_steps", "n_accepted", "n_rejected", "n_rhs"):
-        out[name] = cupy.empty(n, dtype=np.int64)
-    return out
-
-
-def _solution(out: dict, t, dense: bool, single: bool, method: str, on_device: bool):
-    if not on_device:
-        out = {name: array.get() for name, array in out.items()}
+def _solution(out: dict, t, dense: bool, single: bool, method: str):
     y = out["y"] if dense else out["y"][:, 0, :]
     stats = {
         name: out[name] for name in ("n_steps", "n_accepted", "n_rejected", "n_rhs")
@@ -170,23 +168,40 @@ def solve_cupy(
     dtype=None,
     controller="i",
     threads=None,
+    max_memory=None,
+    out=None,
+    progress=None,
+    chunk_size=None,
 ):
     """Integrate a batch of trajectories on the GPU; see `fastode.solve`.
 
     Arrays come back as CuPy arrays when ``y0`` is on the GPU (a CuPy array,
     or any object with ``__cuda_array_interface__`` or a CUDA DLPack device,
-    read without a host copy), and as NumPy arrays otherwise. ``threads`` is
-    accepted for signature compatibility and has no effect.
+    read without a host copy) and `out` is None, and as NumPy arrays
+    otherwise. ``threads`` is accepted for signature compatibility and has
+    no effect.
+
+    A NumPy batch runs in chunks sized to the GPU's free memory and to
+    `max_memory` (host bytes for the result and the pinned chunk buffers);
+    by default in at least four chunks of at least 2**18 trajectories, whose
+    copies overlap the kernels on two CUDA streams. A device batch runs in
+    one launch unless `chunk_size` is given, and its whole result must fit
+    on the GPU. `out`, `progress`, Ctrl-C and the `StiffnessWarning` behave
+    as on the CPU.
 
     Notes
     -----
+    NOTE: no part of this backend has run on a real GPU yet. The kernels
+    compile to PTX with NVRTC in CI, and the launch and chunk logic is tested
+    against a NumPy stand-in for CuPy; tests/gpu is the check on a device.
+
     A device ``t_eval`` is copied to the host once for validation. System
     parameters may also be device arrays, except `Linear`'s ``A`` and ``b``,
     which `fastode.Linear` converts to NumPy when it is constructed.
     Results agree with ``backend="cpp"`` to rounding, not bit for bit: the
     GPU contracts a * b + c into fused multiply-adds where the host compiler
-    may not, and its cos, sin and pow differ in the last bits. CuPy also
-    compiles with ``-ftz=true``, so float32 subnormal values flush to zero.
+    may not, and its cos, sin and pow differ in the last bits. They do not
+    depend on the chunk size.
 
     Raises
     ------
@@ -194,6 +209,8 @@ def solve_cupy(
         When CuPy is not installed.
     RuntimeError
         When no CUDA device is usable.
+    MemoryError
+        When the result exceeds `max_memory`, or a device result the GPU.
     """
     if not isinstance(system, System):
         msg = (
@@ -210,10 +227,9 @@ def solve_cupy(
     y0_device = _as_device_array(cupy, y0)
     dtype = _resolve_dtype(dtype, y0_device, y0)
     if y0_device is None:
-        y0_host, single = check.check_y0(y0, system.dim, dtype)
-        y0_dev = cupy.asarray(y0_host)
+        y0_rows, single = check.check_y0(y0, system.dim, dtype)
     else:
-        y0_dev, single = _check_device_y0(cupy, y0_device, system.dim, dtype)
+        y0_rows, single = _check_device_y0(cupy, y0_device, system.dim, dtype)
     t0, t1 = check.check_t_span(t_span)
     if _as_device_array(cupy, t_eval) is not None:
         t_eval = cupy.asnumpy(_as_device_array(cupy, t_eval))
@@ -225,18 +241,14 @@ def solve_cupy(
     if threads is not None:
         check.check_threads(threads)
 
-    n = y0_dev.shape[0]
+    n = y0_rows.shape[0]
     dense = t_eval is not None
     t_host = t_eval if dense else np.array([t1], dtype=dtype)
+    params, tail = _system_parameters(cupy, system, n, dtype)
     # The kernel never reads t_eval when n_eval is 0, but needs a valid pointer.
     t_eval_dev = cupy.asarray(t_host) if dense else cupy.zeros(1, dtype=dtype)
-    out = _outputs(cupy, n, len(t_host) if dense else 1, system.dim, dtype)
     scalar = np.dtype(dtype).type
-    args = [
-        y0_dev,
-        t_eval_dev,
-        np.int64(len(t_host) if dense else 0),
-        np.int64(n),
+    settings = [
         scalar(t0),
         scalar(t1),
         scalar(dt),
@@ -244,23 +256,45 @@ def solve_cupy(
         scalar(atol),
         np.int64(max_steps),
         np.int32(controller_code),
-        out["y"],
-        out["t_final"],
-        out["status"],
-        out["n_steps"],
-        out["n_accepted"],
-        out["n_rejected"],
-        out["n_rhs"],
-        *_system_arguments(cupy, system, n, dtype),
     ]
-    # NOTE: this launch has not yet run on a real device; tests/gpu, run by
-    # tools/gpu-check.sh, is the check. tests/test_cupy_launch.py checks the
-    # arguments against the kernel signature on the CPU.
-    if n > 0:
-        kernel = _kernel(KernelSpec(method, key, np.dtype(dtype).name))
-        blocks = (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
-        kernel((blocks,), (THREADS_PER_BLOCK,), tuple(args))
+    strides = [np.int64(stride) for _, stride in params]
+    n_eval = np.int64(len(t_host) if dense else 0)
 
-    on_device = y0_device is not None
-    t = cupy.asarray(t_host) if on_device else t_host
-    return _solution(out, t, dense, single, method, on_device)
+    def arguments(inputs, outputs, count):
+        y0_chunk, *param_chunks = inputs
+        pairs = [value for pair in zip(param_chunks, strides) for value in pair]
+        return (y0_chunk, t_eval_dev, n_eval, np.int64(count), *settings, *outputs,
+                *pairs, *tail)
+
+    row_inputs = [y0_rows]
+    for array, stride in params:
+        # A shared parameter is passed whole: slicing its single row by chunk
+        # would be wrong, and its stride 0 makes every thread read row 0.
+        row_inputs.append(array if stride else _Whole(array))
+    job = _pipeline.GpuJob(
+        kernel=_kernel(KernelSpec(method, key, np.dtype(dtype).name)) if n else None,
+        n=n,
+        n_out=len(t_host) if dense else 1,
+        dim=system.dim,
+        dtype=np.dtype(dtype),
+        t0=t0,
+        row_inputs=row_inputs,
+        arguments=arguments,
+    )
+    device_result = y0_device is not None and out is None
+    result = _pipeline.run(cupy, job, device_result=device_result, max_memory=max_memory,
+                           out=out, progress=progress, chunk_size=chunk_size)
+    status = cupy.asnumpy(result["status"]) if device_result else result["status"]
+    _chunks.warn_if_stiff(status, kind, method, stacklevel=4)
+    t = cupy.asarray(t_host) if device_result else t_host
+    return _solution(result, t, dense, single, method)
+
+
+class _Whole:
+    """A device array that every chunk receives whole (a shared parameter)."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __getitem__(self, rows):
+        return self.array

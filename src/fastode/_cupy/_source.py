@@ -171,63 +171,34 @@ def compile_options(headers: Path | None = None) -> tuple[str, ...]:
     return ("-std=c++17", f"-I{headers}")
 
 
-# Parameters every kernel takes before the system's own, in launch order.
-_COMMON_PARAMS = """\
-    const {T}* __restrict__ y0, const {T}* __restrict__ t_eval, long long n_eval,
-    long long n, {T} t0, {T} t1, {T} dt, {T} rtol, {T} atol, long long max_steps,
-    int controller, {T}* __restrict__ y, {T}* __restrict__ t_final,
-    signed char* __restrict__ status, long long* __restrict__ n_steps,
-    long long* __restrict__ n_accepted, long long* __restrict__ n_rejected,
-    long long* __restrict__ n_rhs"""
+#: Parameters every kernel takes before the system's own, in launch order:
+#: (name, C type with ``{T}`` for the scalar, struct member it fills). Each
+#: ``prob`` member goes into `fastode::Problem`, each ``res`` member into
+#: `fastode::Results`; ``n`` bounds the thread index only.
+_COMMON_PARAMS = (
+    ("y0", "const {T}* __restrict__", "prob"),
+    ("t_eval", "const {T}* __restrict__", "prob"),
+    ("n_eval", "long long", "prob"),
+    ("n", "long long", None),
+    ("t0", "{T}", "prob"),
+    ("t1", "{T}", "prob"),
+    ("dt", "{T}", "prob"),
+    ("rtol", "{T}", "prob"),
+    ("atol", "{T}", "prob"),
+    ("max_steps", "long long", "prob"),
+    ("controller", "int", "prob"),
+    ("y", "{T}* __restrict__", "res"),
+    ("t_final", "{T}* __restrict__", "res"),
+    ("status", "signed char* __restrict__", "res"),
+    ("n_steps", "long long* __restrict__", "res"),
+    ("n_accepted", "long long* __restrict__", "res"),
+    ("n_rejected", "long long* __restrict__", "res"),
+    ("n_rhs", "long long* __restrict__", "res"),
+)
 
 _PREAMBLE = """\
 #include "fastode/integrate.hpp"
 #include "fastode/systems.hpp"
-
-namespace fastode_gpu {
-
-template <class T>
-__device__ __forceinline__ fastode::Problem<T> make_problem(
-    const T* y0, const T* t_eval, long long n_eval, T t0, T t1, T dt, T rtol,
-    T atol, long long max_steps, int controller) {
-    fastode::Problem<T> prob;
-    prob.t0 = t0;
-    prob.t1 = t1;
-    prob.dt = dt;
-    prob.rtol = rtol;
-    prob.atol = atol;
-    prob.max_steps = max_steps;
-    prob.controller = controller;
-    prob.t_eval = t_eval;
-    prob.n_eval = n_eval;
-    prob.y0 = y0;
-    return prob;
-}
-
-template <class T>
-__device__ __forceinline__ fastode::Results<T> make_results(
-    T* y, T* t_final, signed char* status, long long* n_steps,
-    long long* n_accepted, long long* n_rejected, long long* n_rhs) {
-    fastode::Results<T> res;
-    res.y = y;
-    res.t_final = t_final;
-    res.status = status;
-    res.n_steps = n_steps;
-    res.n_accepted = n_accepted;
-    res.n_rejected = n_rejected;
-    res.n_rhs = n_rhs;
-    return res;
-}
-
-template <class T>
-__device__ __forceinline__ fastode::Param<T> make_param(const T* data, long long stride) {
-    fastode::Param<T> p;
-    p.data = data;
-    p.stride = stride;
-    return p;
-}
-
-}  // namespace fastode_gpu
 """
 
 
@@ -237,15 +208,18 @@ def _kernel(spec: KernelSpec) -> str:
     sys_type = layout.cpp_type.format(T=ctype)
     driver, stepper = _DRIVERS[spec.method]
 
-    params = [_COMMON_PARAMS.format(T=ctype)]
+    params = [f"    {c_type.format(T=ctype)} {name}" for name, c_type, _ in _COMMON_PARAMS]
     for name in layout.params:
         params.append(f"    const {ctype}* {name}, long long {name}_stride")
     if spec.system.startswith("linear"):
         params.append("    int has_b")
     members = [
-        f"    sys.{name} = fastode_gpu::make_param({name}, {name}_stride);"
-        for name in layout.params
+        f"    {struct}.{name} = {name};"
+        for name, _, struct in _COMMON_PARAMS
+        if struct is not None
     ]
+    for name in layout.params:
+        members += [f"    sys.{name}.data = {name};", f"    sys.{name}.stride = {name}_stride;"]
     if spec.system.startswith("linear"):
         members.append("    sys.has_b = has_b != 0;")
 
@@ -255,12 +229,10 @@ def _kernel(spec: KernelSpec) -> str:
         ",\n".join(params) + ") {",
         "    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;",
         "    if (i >= n) return;",
+        f"    fastode::Problem<{ctype}> prob;",
+        f"    fastode::Results<{ctype}> res;",
         f"    {sys_type} sys;",
         *members,
-        f"    const auto prob = fastode_gpu::make_problem<{ctype}>(",
-        "        y0, t_eval, n_eval, t0, t1, dt, rtol, atol, max_steps, controller);",
-        f"    const auto res = fastode_gpu::make_results<{ctype}>(",
-        "        y, t_final, status, n_steps, n_accepted, n_rejected, n_rhs);",
         f"    fastode::{driver}<{stepper}, {sys_type}, {ctype}, 1>(sys, prob, res, i, 1);",
         "}",
     ]
