@@ -40,17 +40,19 @@ def record(request, benchmark):
     """Return a function that stores the benchmark's minimum time for the table.
 
     Its ``scale`` multiplies the measured time, for peers timed on a sample
-    of the batch, and its ``note`` is printed next to the peer's time.
+    of the batch, its ``note`` is printed next to the peer's time, and
+    ``warmup`` is the untimed first call (compilation included), in seconds.
     """
 
-    def store(case: str, peer: str, error: float, scale: float = 1.0, note: str = ""):
-        benchmark.extra_info.update(max_error=error, scale=scale)
+    def store(case, peer, error, scale=1.0, note="", warmup=None):
+        benchmark.extra_info.update(max_error=error, scale=scale, warmup=warmup)
         if benchmark.stats is None:  # --benchmark-disable: nothing was timed
             return
         seconds = benchmark.stats.stats.min * scale
         request.config.stash[_TIMINGS].setdefault(case, {})[peer] = (
             seconds,
             error,
+            warmup,
             note,
         )
 
@@ -66,13 +68,18 @@ def pytest_terminal_summary(terminalreporter, config):
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     threads = config.getoption("--bench-threads") or os.cpu_count()
     write(f"{os.cpu_count()} CPUs, load average {load} (1, 5, 15 min) at the end")
-    write(f"threads: fastode and Numba {threads}, NumPy and scipy 1")
+    write(
+        f"threads: fastode, Numba and torch {threads}; NumPy and scipy 1; "
+        "JAX uses XLA's own thread pool"
+    )
     for case, peers in timings.items():
         write(case)
         reference = peers.get("fastode", (None,))[0]
-        for peer, (seconds, error, note) in peers.items():
+        for peer, (seconds, error, warmup, note) in peers.items():
             ratio = f"{seconds / reference:9.1f}x" if reference else "      n/a"
+            warm = f"warm-up {warmup:7.3f} s" if warmup is not None else ""
             extra = f"  ({note})" if note else ""
             write(
-                f"  {peer:<22} {seconds:10.4f} s {ratio}  max error {error:.1e}{extra}"
+                f"  {peer:<28} {seconds:10.4f} s {ratio}  max error {error:.1e}"
+                f"  {warm}{extra}"
             )

@@ -9,6 +9,7 @@ method, so they are not compared here.
 """
 
 import pytest
+from workload_case import run_entry
 
 from fastode import _bench
 
@@ -23,11 +24,5 @@ def workload(threads):
 
 @pytest.mark.parametrize("peer", PEERS)
 def test_kepler_yoshida4(benchmark, record, workload, peer):
-    entry = next(e for e in workload.entries if e.peer == peer)
     case = f"{workload.name}, {N:,} orbits"
-    benchmark.group = case
-    rounds = 5 if peer.startswith("fastode") else 2
-    y = benchmark.pedantic(entry.run, rounds=rounds, iterations=1, warmup_rounds=1)
-    error = workload.check(y, entry.rows)
-    record(case, "fastode" if peer == "fastode cpp" else peer, error, note=entry.note)
-    assert error < workload.error_bound
+    run_entry(benchmark, record, workload, {}, peer, case, peer_rounds=2)

@@ -11,6 +11,7 @@ trajectories spread over the rho range.
 """
 
 import pytest
+from workload_case import run_entry, skip_reasons
 
 from fastode import _bench
 
@@ -19,6 +20,7 @@ CASES = {
     "rk4": ["fastode cpp", "NumPy RK4", "torchdiffeq rk4 (CPU)"],
     "tsit5": [
         "fastode cpp",
+        "fastode numba",
         "NumPy tsit5",
         "scipy solve_ivp RK45 loop",
         "torchdiffeq dopri5 (CPU)",
@@ -38,7 +40,7 @@ def problem():
 def workloads(problem, threads):
     skips = []
     built = {method: BUILDERS[method](N, threads, skips, problem) for method in CASES}
-    return built, {skip.peer: skip.reason for skip in skips}
+    return built, skip_reasons(skips)
 
 
 @pytest.mark.parametrize(
@@ -48,21 +50,5 @@ def workloads(problem, threads):
 def test_lorenz_ensemble(benchmark, record, workloads, method, peer):
     built, skipped = workloads
     work = built[method]
-    entry = next((e for e in work.entries if e.peer == peer), None)
-    if entry is None:
-        pytest.skip(skipped.get(peer.split(" ")[0], f"{peer} is not available"))
     case = f"{work.name}, {N:,} trajectories"
-    benchmark.group = case
-    # The warm-up round (compilation, first-touch allocation) is not timed;
-    # slow peers get one round.
-    rounds = 5 if peer.startswith("fastode") else 1
-    y = benchmark.pedantic(entry.run, rounds=rounds, iterations=1, warmup_rounds=1)
-    error = work.check(y, entry.rows)
-    record(
-        case,
-        "fastode" if peer == "fastode cpp" else peer,
-        error,
-        scale=entry.scale,
-        note=entry.note,
-    )
-    assert error < work.error_bound
+    run_entry(benchmark, record, work, skipped, peer, case)

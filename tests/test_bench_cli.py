@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import fastode
-from fastode import _bench
+from fastode import _bench, _roofline
 
 # The folder holding the fastode that pytest imported: the installed package
 # in CI, where src/ has no compiled _core, or src/ in a development tree.
@@ -39,6 +39,7 @@ COLUMNS = [
     "bound",
     "x NumPy",
     "B/traj",
+    "% peak",
 ]
 RECORD_KEYS = {
     "workload",
@@ -52,8 +53,12 @@ RECORD_KEYS = {
     "error_bound",
     "ratio_to_numpy",
     "traced_bytes_per_trajectory",
+    "flops_per_step",
+    "fraction_of_peak",
     "note",
 }
+#: Peers that may be missing; each must run or be reported as skipped.
+OPTIONAL_PEERS = ["torchdiffeq", "torchode", "diffrax"]
 
 
 def run_cli(*args, timeout=120, extra_path=None):
@@ -135,7 +140,14 @@ def test_quick_run_memory_lines(quick_run):
 def test_quick_json_keys(quick_run):
     _, path = quick_run
     document = json.loads(path.read_text())
-    for key in ("records", "skipped", "memory_scaling", "load_average", "threads"):
+    for key in (
+        "records",
+        "skipped",
+        "memory_scaling",
+        "load_average",
+        "threads",
+        "peak",
+    ):
         assert key in document
     assert document["records"]
     for record in document["records"]:
@@ -212,3 +224,76 @@ def test_full_sizes_capped_by_memory():
     # Half of 1 GiB holds 10 000 trajectories of 8 KiB but not 100 000.
     assert _bench.full_sizes(2**30) == [100, 1_000, 10_000]
     assert _bench.full_sizes(2**50) == list(_bench.FULL_SIZES)
+
+
+@pytest.mark.parametrize("peer", OPTIONAL_PEERS)
+def test_quick_run_optional_peer_rows_or_skip(quick_run, peer):
+    result, _ = quick_run
+    rows = [row for row in table_rows(result.stdout) if f" {peer} " in row]
+    skipped = f"{peer} skipped:" in result.stdout
+    assert bool(rows) != skipped, result.stdout
+
+
+def test_quick_json_fraction_of_peak(quick_run):
+    _, path = quick_run
+    document = json.loads(path.read_text())
+    if document["peak"] is None:
+        pytest.skip("numba is not installed, so the peak was not measured")
+    peak = document["peak"]["float64_flops_per_second"]
+    assert peak > 0.0
+    for record in document["records"]:
+        label = f"{record['workload']} / {record['peer']}"
+        assert record["flops_per_step"] is not None, label
+        factor = 2.0 if record["dtype"] == "float32" else 1.0
+        expected = record["flops_per_step"] * record["steps_per_second"]
+        expected /= factor * peak
+        assert record["fraction_of_peak"] == pytest.approx(expected), label
+
+
+def test_quick_run_peak_lines(quick_run):
+    result, _ = quick_run
+    assert "% peak:" in result.stdout
+    assert "flops per trajectory-step (FMA = 2 flops)" in result.stdout
+
+
+def test_flop_counts_cover_workloads():
+    assert set(_roofline.FLOPS_PER_STEP) == set(WORKLOADS)
+
+
+def test_peak_float32_doubles_float64():
+    peak = _roofline.Peak(single_thread=5e10, all_threads=6e10, threads=2)
+    assert peak.per_core == 5e10
+    assert peak.float64 == 1e11
+    assert peak.for_dtype("float32") == 2e11
+
+
+def test_peak_per_core_from_all_threads():
+    # A single-thread run slowed by other jobs does not lower the peak.
+    peak = _roofline.Peak(single_thread=2e10, all_threads=1e11, threads=2)
+    assert peak.per_core == 5e10
+
+
+def test_fraction_of_peak_rule():
+    peak = _roofline.Peak(single_thread=5e10, all_threads=1e11, threads=2)
+    fraction = _roofline.fraction_of_peak("oscillator rk4 dt 0.01", "float64", 1e9, peak)
+    assert fraction == pytest.approx(54 * 1e9 / 1e11)
+    assert _roofline.fraction_of_peak("unknown", "float64", 1e9, peak) is None
+    assert _roofline.fraction_of_peak("oscillator rk4 dt 0.01", "float64", 1e9, None) is None
+
+
+def test_missing_peers_are_skipped(monkeypatch):
+    # Hide the torch and JAX peers as if they were not installed.
+    real = _bench._optional
+
+    def optional(name):
+        if name in OPTIONAL_PEERS:
+            return None, f"{name} not importable (hidden by the test)"
+        return real(name)
+
+    monkeypatch.setattr(_bench, "_optional", optional)
+    skips = []
+    work = _bench.oscillator_dopri5(50, 1, skips)
+    skipped = {skip.peer for skip in skips}
+    assert set(OPTIONAL_PEERS) <= skipped
+    for entry in work.entries:
+        assert entry.peer.split(" ")[0] not in OPTIONAL_PEERS

@@ -325,11 +325,12 @@ def _run_bench(args: argparse.Namespace) -> int:
     # alone takes longer than the rest of the quick test.
     records, skips = _collect_bench(threads, sizes, repeats, not args.quick_test)
     memory = _bench.memory_scaling(memory_sizes, threads)
-    for line in _bench.format_report(records, skips, memory):
+    peak = _bench.machine_peak(threads)
+    for line in _bench.format_report(records, skips, memory, peak):
         print(line)
     if args.json is not None:
         document = _bench.json_document(
-            __version__, started, threads, records, skips, memory
+            __version__, started, threads, records, skips, memory, peak
         )
         with open(args.json, "w", encoding="utf-8") as stream:
             json.dump(document, stream, indent=2)

@@ -16,6 +16,7 @@ not scratch memory that the C++ core allocates outside NumPy.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import os
@@ -27,6 +28,18 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from . import _roofline
+from ._bench_peers import (
+    diffrax_run,
+    jax_lorenz,
+    jax_mlp,
+    jax_oscillator,
+    torch_lorenz,
+    torch_mlp,
+    torch_oscillator,
+    torchdiffeq_run,
+    torchode_run,
+)
 from ._core import symplectic_weights, tableaus
 from ._cupy import gpu_info
 from ._neural import MLP, neural_ode
@@ -46,10 +59,11 @@ CHECKED = 32
 #: Trajectories that the scipy loop integrates (the checked ones); its time
 #: is scaled to the batch.
 SCIPY_SAMPLE = CHECKED
-#: Max trajectories a torchdiffeq entry integrates. torchdiffeq is one to
-#: three orders of magnitude slower than fastode here, so larger batches are
-#: timed on an evenly spread sample and the time is scaled to N.
-TORCH_SAMPLE = 2_000
+#: Max trajectories that a torchdiffeq, torchode or diffrax entry
+#: integrates. They are one to three orders of magnitude slower than fastode
+#: here, so larger batches are timed on an evenly spread sample and the time
+#: is scaled to N.
+PEER_SAMPLE = 2_000
 #: Entries whose warm-up run takes longer than this (seconds) are timed once.
 SLOW_WARMUP = 1.0
 
@@ -69,6 +83,8 @@ class Record:
     error_bound: float
     ratio_to_numpy: float | None = None
     traced_bytes_per_trajectory: float | None = None
+    flops_per_step: float | None = None
+    fraction_of_peak: float | None = None
     note: str = ""
 
 
@@ -181,11 +197,15 @@ def _sample_rows(n: int, count: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, count)).round().astype(np.int64))
 
 
-def _torch_rows(n: int) -> np.ndarray | None:
-    """Rows a torchdiffeq entry integrates (the checked ones included), or None for all."""
-    if n <= TORCH_SAMPLE:
+def _peer_rows(n: int) -> np.ndarray | None:
+    """Rows a torch or JAX peer integrates (the checked ones included), or None for all."""
+    if n <= PEER_SAMPLE:
         return None
-    return np.union1d(_sample_rows(n, TORCH_SAMPLE), _sample_rows(n, CHECKED))
+    return np.union1d(_sample_rows(n, PEER_SAMPLE), _sample_rows(n, CHECKED))
+
+
+def _take(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    return values if rows is None else values[rows]
 
 
 def _sampled(entry: Entry, rows: np.ndarray | None, n: int) -> Entry:
@@ -195,78 +215,6 @@ def _sampled(entry: Entry, rows: np.ndarray | None, n: int) -> Entry:
         timed = f"timed on {len(rows)} trajectories, scaled to N"
         entry.note = f"{entry.note}; {timed}" if entry.note else timed
     return entry
-
-
-def _torchdiffeq_entry(field_torch, y0, t1, method, **options) -> Entry:
-    import torch
-    import torchdiffeq
-
-    y0_tensor = torch.from_numpy(np.ascontiguousarray(y0))
-    t = torch.tensor([0.0, t1], dtype=y0_tensor.dtype)
-
-    def run():
-        with torch.no_grad():
-            y = torchdiffeq.odeint(field_torch, y0_tensor, t, method=method, **options)
-        return y[-1].numpy()
-
-    note = "one step size for the whole batch" if "rtol" in options else ""
-    return Entry(f"torchdiffeq {method} (CPU)", run, note=note)
-
-
-def _torchode_entry(field_torch, y0, t1, rtol, atol) -> Entry:
-    # NOTE: this entry has never run, because torchode was not installed
-    # where it was tested, so these torchode calls are unverified.
-    import torch
-    import torchode
-
-    y0_tensor = torch.from_numpy(np.ascontiguousarray(y0))
-    n = y0_tensor.shape[0]
-    t_eval = torch.tensor([[0.0, t1]], dtype=y0_tensor.dtype).repeat(n, 1)
-    term = torchode.ODETerm(field_torch)
-    step = torchode.Tsit5(term=term)
-    control = torchode.IntegralController(atol=atol, rtol=rtol, term=term)
-    solver = torchode.AutoDiffAdjoint(step, control)
-
-    def run():
-        with torch.no_grad():
-            sol = solver.solve(
-                torchode.InitialValueProblem(y0=y0_tensor, t_eval=t_eval)
-            )
-        return sol.ys[:, -1].numpy()
-
-    return Entry("torchode tsit5 (CPU)", run, note="per-trajectory steps")
-
-
-def _diffrax_entry(field_jax, y0, t1, rtol, atol) -> Entry:
-    # NOTE: this entry has never run, because diffrax was not installed where
-    # it was tested. The call follows diffeqsolve's documented signature.
-    import diffrax
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    term = diffrax.ODETerm(field_jax)
-    controller = diffrax.PIDController(rtol=rtol, atol=atol)
-
-    def solve_one(y):
-        sol = diffrax.diffeqsolve(
-            term,
-            diffrax.Tsit5(),
-            0.0,
-            t1,
-            None,
-            y,
-            stepsize_controller=controller,
-            max_steps=100_000,
-        )
-        return sol.ys[-1]
-
-    batched = jax.jit(jax.vmap(solve_one))
-    y0_jax = jax.numpy.asarray(y0)
-
-    def run():
-        return np.asarray(batched(y0_jax).block_until_ready())
-
-    return Entry("diffrax tsit5 + vmap (CPU)", run, note="per-trajectory steps")
 
 
 # ------------------------------------------------------------ workloads
@@ -331,10 +279,36 @@ def _closed_form_check(exact: np.ndarray):
     return check
 
 
-def _numba_oscillator_rk4(numba):
+def numpy_oscillator_rk4(y0: np.ndarray, dt: float, n_steps: int) -> np.ndarray:
+    """Classic RK4 of the oscillator (K, B), one NumPy expression per stage.
+
+    The NumPy baseline of the oscillator rk4 workload, here and in
+    benchmarks/. x and v are separate arrays, which saves the stacking of a
+    generic batched field. NumPy runs elementwise operations on one thread.
+    """
+    x, v = y0[:, 0].copy(), y0[:, 1].copy()
+    half = 0.5 * dt
+    for _ in range(n_steps):
+        a1 = -K * x - B * v
+        x2, v2 = x + half * v, v + half * a1
+        a2 = -K * x2 - B * v2
+        x3, v3 = x + half * v2, v + half * a2
+        a3 = -K * x3 - B * v3
+        x4, v4 = x + dt * v3, v + dt * a3
+        a4 = -K * x4 - B * v4
+        x = x + dt / 6.0 * (v + 2.0 * v2 + 2.0 * v3 + v4)
+        v = v + dt / 6.0 * (a1 + 2.0 * a2 + 2.0 * a3 + a4)
+    return np.stack([x, v], axis=1)
+
+
+@functools.cache
+def _numba_oscillator_kernel():
+    import numba
+
     @numba.njit(parallel=True, fastmath=True, cache=False)
     def kernel(y0, k, b, dt, n_steps, y):
-        # One trajectory per prange iteration, its state in local scalars.
+        # One trajectory per prange iteration, its state in local scalars so
+        # that the compiler keeps it in registers for all n_steps steps.
         half = 0.5 * dt
         for i in numba.prange(y0.shape[0]):
             x, v = y0[i, 0], y0[i, 1]
@@ -351,7 +325,22 @@ def _numba_oscillator_rk4(numba):
             y[i, 0] = x
             y[i, 1] = v
 
-    return kernel
+    return numba, kernel
+
+
+def numba_oscillator_rk4(y0, dt, n_steps, threads=None) -> np.ndarray:
+    """Classic RK4 of the oscillator (K, B) in a hand-written Numba ``prange`` loop.
+
+    The Numba baseline of the oscillator rk4 workload, here and in
+    benchmarks/. ``threads`` defaults to Numba's thread count. The first
+    call compiles. Raises ImportError when Numba is not installed.
+    """
+    numba, kernel = _numba_oscillator_kernel()
+    limit = numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(min(threads or limit, limit))
+    y = np.empty_like(y0)
+    kernel(y0, K, B, dt, n_steps, y)
+    return y
 
 
 def oscillator_rk4(n, threads, skips, seed=0) -> Workload:
@@ -373,26 +362,31 @@ def oscillator_rk4(n, threads, skips, seed=0) -> Workload:
     work.entries.append(
         Entry(
             "NumPy RK4",
-            lambda: numpy_rk4(_oscillator_field, y0, T_OSC, dt),
+            lambda: numpy_oscillator_rk4(y0, dt, n_steps),
             note="1 thread",
         )
     )
-    numba, reason = _optional("numba")
-    if numba is None:
+    _, reason = _optional("numba")
+    if reason is not None:
         skips.append(Skip("Numba prange loop", reason))
     else:
-        kernel = _numba_oscillator_rk4(numba)
-
-        def run_numba():
-            limit = numba.config.NUMBA_NUM_THREADS
-            numba.set_num_threads(min(threads or limit, limit))
-            y = np.empty_like(y0)
-            kernel(y0, K, B, dt, n_steps, y)
-            return y
-
-        work.entries.append(Entry("Numba prange loop", run_numba))
-    _add_torch(work, skips, y0, T_OSC, threads, "rk4", {"options": {"step_size": dt}})
+        work.entries.append(
+            Entry(
+                "Numba prange loop",
+                lambda: numba_oscillator_rk4(y0, dt, n_steps, threads),
+            )
+        )
+    _add_torch_and_jax(
+        work, skips, y0, T_OSC, threads, "rk4", _oscillator_fields(), dt=dt
+    )
     return work
+
+
+def _oscillator_fields() -> dict:
+    return {
+        "torch": lambda rows: torch_oscillator(K, B),
+        "jax": jax_oscillator(K, B),
+    }
 
 
 def oscillator_dopri5(n, threads, skips, seed=0) -> Workload:
@@ -424,8 +418,17 @@ def oscillator_dopri5(n, threads, skips, seed=0) -> Workload:
         return lambda t, y: [y[1], -K * y[0] - B * y[1]]
 
     _add_scipy(work, skips, field_one, y0, T_OSC, "RK45", rtol, atol)
-    _add_torch(work, skips, y0, T_OSC, threads, "dopri5", {"rtol": rtol, "atol": atol})
-    _add_adaptive_peers(work, skips, y0, T_OSC, rtol, atol, "oscillator")
+    _add_torch_and_jax(
+        work,
+        skips,
+        y0,
+        T_OSC,
+        threads,
+        "dopri5",
+        _oscillator_fields(),
+        rtol=rtol,
+        atol=atol,
+    )
     return work
 
 
@@ -490,15 +493,15 @@ def lorenz_rk4(n, threads, skips, problem) -> Workload:
             note="1 thread",
         )
     )
-    _add_torch(
+    _add_torchdiffeq(
         work,
         skips,
         y0_32,
         1.0,
         threads,
         "rk4",
-        {"options": {"step_size": 1e-3}},
-        rho=rho,
+        lambda rows: torch_lorenz(_take(rho_32, rows)),
+        options={"step_size": 1e-3},
     )
     return work
 
@@ -559,10 +562,18 @@ def lorenz_tsit5(n, threads, skips, problem) -> Workload:
         return f
 
     _add_scipy(work, skips, field_one, y0, 1.0, "RK45", tol, tol)
-    _add_torch(
-        work, skips, y0, 1.0, threads, "dopri5", {"rtol": tol, "atol": tol}, rho=rho
+    def torch_field(rows):
+        return torch_lorenz(_take(rho, rows))
+
+    # torchdiffeq has no tsit5, so it runs its dopri5.
+    _add_torchdiffeq(
+        work, skips, y0, 1.0, threads, "dopri5", torch_field, rtol=tol, atol=tol
     )
-    _add_adaptive_peers(work, skips, y0, 1.0, tol, tol, "lorenz", rho=rho)
+    _add_torchode(work, skips, y0, 1.0, threads, "tsit5", torch_field, rtol=tol, atol=tol)
+    y0_with_rho = np.column_stack([y0, rho])
+    _add_diffrax(
+        work, skips, y0_with_rho, 1.0, "tsit5", jax_lorenz(), 3, rtol=tol, atol=tol
+    )
     return work
 
 
@@ -651,27 +662,11 @@ def mlp_rk4(n, threads, skips) -> Workload:
             "NumPy RK4", lambda: numpy_rk4(field_np, h0, 1.0, dt), note="BLAS threads"
         )
     )
-    torch, reason = _optional("torchdiffeq")
-    if torch is None:
-        skips.append(Skip("torchdiffeq", reason))
-        return work
-    import torch
-
-    network = torch.nn.Sequential(
-        torch.nn.Linear(4, 64), torch.nn.Tanh(), torch.nn.Linear(64, 4)
-    ).double()
-    with torch.no_grad():
-        for layer, w, b in ((network[0], w1, b1), (network[2], w2, b2)):
-            layer.weight.copy_(torch.from_numpy(w))
-            layer.bias.copy_(torch.from_numpy(b))
-    _set_torch_threads(torch, threads)
-    rows = _torch_rows(n)
-    h0_torch = h0 if rows is None else h0[rows]
-    entry = _torchdiffeq_entry(
-        lambda t, h: network(h), h0_torch, 1.0, "rk4", options={"step_size": dt}
-    )
-    entry.note = "3/8-rule rk4"
-    work.entries.append(_sampled(entry, rows, n))
+    fields = {
+        "torch": lambda rows: torch_mlp(weights, biases),
+        "jax": jax_mlp(weights, biases),
+    }
+    _add_torch_and_jax(work, skips, h0, 1.0, threads, "rk4", fields, dt=dt)
     return work
 
 
@@ -712,84 +707,93 @@ def _add_scipy(work, skips, rhs_one, y0, t1, method, rtol, atol):
     )
 
 
-def _set_torch_threads(torch, threads):
+def _missing(skips: list[Skip], peer: str) -> bool:
+    """Return whether ``peer`` does not import, recording why in ``skips``."""
+    _, reason = _optional(peer)
+    if reason is not None:
+        skips.append(Skip(peer, reason))
+    return reason is not None
+
+
+def _set_torch_threads(threads):
+    import torch
+
     torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
-def _torch_field(torch, kind, rho, dtype):
-    if kind == "lorenz":
-        rho_t = torch.from_numpy(np.asarray(rho, dtype=dtype))
+def _add_torchdiffeq(work, skips, y0, t1, threads, method, make_field, **options):
+    """Add torchdiffeq's ``odeint`` on the batch as one state.
 
-        def f(t, y):
-            x, u, z = y[:, 0], y[:, 1], y[:, 2]
-            return torch.stack(
-                [10.0 * (u - x), x * (rho_t - z) - u, x * u - 8.0 / 3.0 * z], dim=1
-            )
-
-        return f
-
-    def f(t, y):
-        return torch.stack([y[:, 1], -K * y[:, 0] - B * y[:, 1]], dim=1)
-
-    return f
-
-
-def _add_torch(work, skips, y0, t1, threads, method, kwargs, rho=None):
-    module, reason = _optional("torchdiffeq")
-    if module is None:
-        skips.append(Skip("torchdiffeq", reason))
+    ``make_field(rows)`` returns the torch field of the sampled rows (all
+    rows when None).
+    """
+    if _missing(skips, "torchdiffeq"):
         return
-    import torch
-
-    _set_torch_threads(torch, threads)
-    n = len(y0)
-    rows = _torch_rows(n)
-    if rows is not None:
-        y0 = y0[rows]
-        rho = None if rho is None else rho[rows]
-    kind = "lorenz" if rho is not None else "oscillator"
-    field_torch = _torch_field(torch, kind, rho, y0.dtype)
-    entry = _torchdiffeq_entry(field_torch, y0, t1, method, **kwargs)
+    _set_torch_threads(threads)
+    n, rows = len(y0), _peer_rows(len(y0))
+    run = torchdiffeq_run(make_field(rows), _take(y0, rows), t1, method, **options)
+    note = "one step size for the whole batch" if "rtol" in options else ""
+    if method == "rk4":
+        note = "3/8-rule rk4"
+    entry = Entry(f"torchdiffeq {method} (CPU)", run, note=note)
     work.entries.append(_sampled(entry, rows, n))
 
 
-def _add_adaptive_peers(work, skips, y0, t1, rtol, atol, kind, rho=None):
-    torchode, reason = _optional("torchode")
-    if torchode is None:
-        skips.append(Skip("torchode", reason))
-    else:
-        import torch
-
-        work.entries.append(
-            _torchode_entry(
-                _torch_field(torch, kind, rho, y0.dtype), y0, t1, rtol, atol
-            )
-        )
-    diffrax, reason = _optional("diffrax")
-    if diffrax is None:
-        skips.append(Skip("diffrax", reason))
+def _add_torchode(work, skips, y0, t1, threads, method, make_field, **step):
+    """Add torchode with a step size per trajectory; ``step`` is dt or rtol and atol."""
+    if _missing(skips, "torchode"):
         return
-    import jax.numpy as jnp
+    _set_torch_threads(threads)
+    n, rows = len(y0), _peer_rows(len(y0))
+    run = torchode_run(make_field(rows), _take(y0, rows), t1, method, **step)
+    note = "classic RK4 tableau" if method == "rk4" else "per-trajectory steps"
+    entry = Entry(f"torchode {method} (CPU)", run, note=note)
+    work.entries.append(_sampled(entry, rows, n))
 
-    if kind == "lorenz":
-        # vmap maps over the state only, so rho rides along as a fourth,
-        # constant component of each state.
-        def field_jax(t, y, args):
-            x, u, z, r = y
-            return jnp.stack(
-                [10.0 * (u - x), x * (r - z) - u, x * u - 8.0 / 3.0 * z, 0.0 * r]
-            )
 
-        entry = _diffrax_entry(field_jax, np.column_stack([y0, rho]), t1, rtol, atol)
-        inner = entry.run
-        entry.run = lambda: inner()[:, :3]
-    else:
+def _add_diffrax(work, skips, y0, t1, method, field, columns=None, **step):
+    """Add diffrax's ``diffeqsolve`` under ``jax.jit(jax.vmap(...))``.
 
-        def field_jax(t, y, args):
-            return jnp.stack([y[1], -K * y[0] - B * y[1]])
+    ``field(t, y, args)`` takes one state. Only the first ``columns``
+    components are returned (all when None), for states that carry a
+    parameter along.
+    """
+    if _missing(skips, "diffrax"):
+        return
+    n, rows = len(y0), _peer_rows(len(y0))
+    run = diffrax_run(field, _take(y0, rows), t1, method, **step)
+    label = "classic RK4 tableau" if method == "rk4" else "per-trajectory steps"
+    note = f"{label}; XLA's own CPU threads; warm-up includes jit compilation"
+    if columns is not None:
+        inner = run
 
-        entry = _diffrax_entry(field_jax, y0, t1, rtol, atol)
-    work.entries.append(entry)
+        def run():
+            return inner()[:, :columns]
+
+    entry = Entry(f"diffrax {method} + vmap (CPU)", run, note=note)
+    work.entries.append(_sampled(entry, rows, n))
+
+
+def _add_torch_and_jax(work, skips, y0, t1, threads, method, fields, **step):
+    """Add torchdiffeq, torchode and diffrax on one workload.
+
+    ``fields`` contains ``torch(rows)`` and ``jax`` fields, and optionally
+    ``jax_y0`` (the states diffrax integrates) and ``columns``.
+    """
+    torch_step = step if method != "rk4" else {"dt": step["dt"]}
+    options = step if method != "rk4" else {"options": {"step_size": step["dt"]}}
+    _add_torchdiffeq(work, skips, y0, t1, threads, method, fields["torch"], **options)
+    _add_torchode(work, skips, y0, t1, threads, method, fields["torch"], **torch_step)
+    _add_diffrax(
+        work,
+        skips,
+        fields.get("jax_y0", y0),
+        t1,
+        method,
+        fields["jax"],
+        fields.get("columns"),
+        **step,
+    )
 
 
 def _add_gpu(work_list, skips):
@@ -859,11 +863,21 @@ def _traced_peak(run: Callable[[], np.ndarray]) -> int:
         tracemalloc.stop()
 
 
-def measure(work: Workload, entry: Entry, n: int, repeats: int) -> Record:
-    """Time one entry of a workload and check its final states."""
+def measure(
+    work: Workload,
+    entry: Entry,
+    n: int,
+    repeats: int,
+    peak: _roofline.Peak | None = None,
+) -> Record:
+    """Time one entry of a workload and check its final states.
+
+    ``peak`` (see `machine_peak`) sets the record's fraction of peak.
+    """
     y, warmup, best = _time(entry.run, repeats)
     seconds = best * entry.scale
     traced = _traced_peak(entry.run) / n if entry.traced else None
+    steps_per_second = n * work.steps_per_trajectory / seconds
     return Record(
         workload=work.name,
         peer=entry.peer,
@@ -871,10 +885,14 @@ def measure(work: Workload, entry: Entry, n: int, repeats: int) -> Record:
         dtype=work.dtype,
         seconds=seconds,
         warmup_seconds=warmup,
-        steps_per_second=n * work.steps_per_trajectory / seconds,
+        steps_per_second=steps_per_second,
         max_error=work.check(y, entry.rows),
         error_bound=work.error_bound,
         traced_bytes_per_trajectory=traced,
+        flops_per_step=_roofline.FLOPS_PER_STEP.get(work.name),
+        fraction_of_peak=_roofline.fraction_of_peak(
+            work.name, work.dtype, steps_per_second, peak
+        ),
         note=entry.note,
     )
 
@@ -906,7 +924,9 @@ def run_bench(
         Each `Skip` once (a peer that does not import, or no GPU), then one
         `Record` per entry and size. ``ratio_to_numpy`` is the time of the
         NumPy entry of the same workload and size divided by the entry's time.
+        ``fraction_of_peak`` is the entry's flop rate over `machine_peak`.
     """
+    peak = machine_peak(threads)
     reported = set()
     for n in sizes:
         skips: list[Skip] = []
@@ -918,13 +938,22 @@ def run_bench(
         if on_entries is not None:
             on_entries(sum(len(work.entries) for work in work_list))
         for work in work_list:
-            yield from _measure_workload(work, n, repeats, on_entry)
+            yield from _measure_workload(work, n, repeats, on_entry, peak)
 
 
-def _measure_workload(work, n, repeats, on_entry):
+def machine_peak(threads: int | None) -> _roofline.Peak | None:
+    """Return the measured FMA peak for ``threads`` threads (default: all cores).
+
+    None when Numba is not installed. Measured once per process and thread
+    count, in about 3 s (most of it compilation).
+    """
+    return _roofline.measure_fma_peak(threads or os.cpu_count() or 1)
+
+
+def _measure_workload(work, n, repeats, on_entry, peak=None):
     records = []
     for entry in work.entries:
-        records.append(measure(work, entry, n, repeats))
+        records.append(measure(work, entry, n, repeats, peak))
         if on_entry is not None:
             on_entry(f"{work.name} / {entry.peer} / N={n:,}")
     numpy_seconds = next(
@@ -1010,7 +1039,9 @@ def plot_throughput(records: list[Record], path) -> None:
 # ------------------------------------------------------------- reporting
 
 #: Column layout of the ``fastode bench`` table.
-TABLE_ROW = "{:<32} {:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>6}  {}"
+TABLE_ROW = (
+    "{:<32} {:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>6} {:>6}  {}"
+)
 
 
 def format_header(version: str, threads: int, sizes, repeats: int) -> str:
@@ -1028,6 +1059,8 @@ def _format_record(r: Record) -> str:
     ratio = f"{r.ratio_to_numpy:.2f}" if r.ratio_to_numpy is not None else "n/a"
     traced = r.traced_bytes_per_trajectory
     traced_text = f"{traced:.0f}" if traced is not None else ""
+    fraction = r.fraction_of_peak
+    peak_text = f"{100 * fraction:.1f}" if fraction is not None else ""
     return TABLE_ROW.format(
         r.workload,
         r.peer,
@@ -1039,14 +1072,21 @@ def _format_record(r: Record) -> str:
         f"{r.error_bound:.0e}",
         ratio,
         traced_text,
+        peak_text,
         r.note,
     ).rstrip()
 
 
-def format_report(records: list[Record], skips: list[Skip], memory) -> list[str]:
+def format_report(
+    records: list[Record],
+    skips: list[Skip],
+    memory,
+    peak: _roofline.Peak | None = None,
+) -> list[str]:
     """Return the lines of the ``fastode bench`` report after the header.
 
-    ``memory`` is the output of `memory_scaling`.
+    ``memory`` is the output of `memory_scaling` and ``peak`` that of
+    `machine_peak`.
     """
     lines = []
     for skip in skips:
@@ -1064,11 +1104,13 @@ def format_report(records: list[Record], skips: list[Skip], memory) -> list[str]
             "bound",
             "x NumPy",
             "B/traj",
+            "% peak",
             "note",
         ).rstrip()
     )
     lines.extend(_format_record(record) for record in records)
     lines.extend(_legend(memory))
+    lines.extend(_roofline_lines(peak))
     for r in records:
         if not r.max_error <= r.error_bound:
             lines.append(
@@ -1111,10 +1153,38 @@ def _legend(memory) -> list[str]:
     return [timing, rate, error, traced, scaling_line, rss_line]
 
 
-def json_document(version: str, started, threads: int, records, skips, memory) -> dict:
+def _roofline_lines(peak: _roofline.Peak | None) -> list[str]:
+    if peak is None:
+        return ["% peak: not measured, because Numba is not installed."]
+    return [
+        "% peak: flops per trajectory-step times steps/s over the float64 peak of "
+        f"{peak.float64 / 1e9:.1f} GFLOP/s = {peak.threads} x "
+        f"{peak.per_core / 1e9:.1f} GFLOP/s, the best per-core rate of a "
+        "Numba FMA loop; float32 rows use twice that peak. The loop reached "
+        f"{peak.single_thread / 1e9:.1f} GFLOP/s on one thread and "
+        f"{peak.all_threads / 1e9:.1f} GFLOP/s on {peak.threads} at once.",
+        f"flops per trajectory-step (FMA = 2 flops): {_flop_counts_text()}.",
+    ]
+
+
+def _flop_counts_text() -> str:
+    return "; ".join(
+        f"{name}: {flops}" for name, flops in _roofline.FLOPS_PER_STEP.items()
+    )
+
+
+def json_document(
+    version: str,
+    started,
+    threads: int,
+    records,
+    skips,
+    memory,
+    peak: _roofline.Peak | None = None,
+) -> dict:
     """Return the raw figures of a run as a JSON-serializable dict.
 
-    Times are in seconds, memory in bytes.
+    Times are in seconds, memory in bytes, rates in flop/s.
     """
     return {
         "fastode_version": version,
@@ -1129,4 +1199,16 @@ def json_document(version: str, started, threads: int, records, skips, memory) -
             {"n": n, "traced_bytes_per_trajectory": per} for n, per in memory
         ],
         "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak": None if peak is None else _peak_document(peak),
+    }
+
+
+def _peak_document(peak: _roofline.Peak) -> dict:
+    return {
+        "float64_flops_per_second": peak.float64,
+        "per_core_flops_per_second": peak.per_core,
+        "single_thread_flops_per_second": peak.single_thread,
+        "all_threads_measured_flops_per_second": peak.all_threads,
+        "threads": peak.threads,
+        "method": "best of short runs of a Numba FMA loop, float64",
     }
