@@ -64,6 +64,14 @@ SIMULATED_RUNS = textwrap.dedent(
                                          backend="numba-cuda"))
     record("verlet", fastode.solve(harmonic([4.0]), y0, (0.0, 1.0), method="verlet",
                                    dt=0.05, backend="numba-cuda"))
+    record("chunked", fastode.solve(system, y0, (0.0, 1.0), t_eval=t_eval, chunk_size=1,
+                                    backend="numba-cuda"))
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record("few_steps", fastode.solve(system, y0, (0.0, 1.0), max_steps=3,
+                                          backend="numba-cuda"))
+    results["few_steps"]["warnings"] = [w.category.__name__ for w in caught]
     rows = np.array(inputs["mixed_rows"])
     record("mixed", fastode.solve(decay_by_state, rows, (0.0, 1.0), rtol=1e-8, atol=1e-10,
                                   backend="numba-cuda"))
@@ -95,7 +103,8 @@ def cpu(system, y0, method, **options):
     ("name", "method", "options"),
     [("rk4", "rk4", {"dt": 0.1, "t_eval": [0.0, 0.5, 1.0]}),
      ("dopri5", "dopri5", {"t_eval": [0.0, 0.5, 1.0]}),
-     ("device_input", "dopri5", {})],
+     ("device_input", "dopri5", {}),
+     ("chunked", "dopri5", {"t_eval": [0.0, 0.5, 1.0]})],
 )
 def test_simulator_matches_cpu(simulated, name, method, options):
     result = simulated[name]
@@ -103,6 +112,12 @@ def test_simulator_matches_cpu(simulated, name, method, options):
     np.testing.assert_allclose(result["y"], ours.y, rtol=1e-13, atol=1e-15)
     for key in ("n_steps", "n_accepted", "n_rejected", "n_rhs"):
         np.testing.assert_array_equal(result["stats"][key], ours.stats[key])
+
+
+def test_simulator_stiffness_warning(simulated):
+    result = simulated["few_steps"]
+    assert result["status"] == [Status.MAX_STEPS] * 3
+    assert result["warnings"] == ["StiffnessWarning"]
 
 
 def test_simulator_device_input_stays_on_device(simulated):

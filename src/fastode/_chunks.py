@@ -175,7 +175,12 @@ class _Layout:
         return self.n * (y_bytes + self.small_row_bytes)
 
     def chunk_rows(
-        self, max_memory: int, in_memory: bool, chunk_size: int | None
+        self,
+        max_memory: int,
+        in_memory: bool,
+        chunk_size: int | None,
+        min_rows: int = MIN_CHUNK_ROWS,
+        target_chunks: int = TARGET_CHUNKS,
     ) -> int:
         """Trajectories per chunk: `chunk_size` when given, else a share of
         the batch that keeps the result plus one chunk within `max_memory`."""
@@ -185,7 +190,7 @@ class _Layout:
         room = max(max_memory - resident, 0)
         by_memory = room // (self.y_row_bytes + self.small_row_bytes)
         by_memory = max(by_memory // ROW_GRANULE * ROW_GRANULE, ROW_GRANULE)
-        target = max(MIN_CHUNK_ROWS, -(-self.n // TARGET_CHUNKS))
+        target = max(min_rows, -(-self.n // target_chunks))
         target = -(-target // ROW_GRANULE) * ROW_GRANULE
         return min(target, by_memory, max(self.n, 1))
 
@@ -278,9 +283,14 @@ def run(
     out=None,
     progress=None,
     chunk_size=None,
+    min_rows=MIN_CHUNK_ROWS,
+    target_chunks=TARGET_CHUNKS,
 ) -> dict:
     """Run `job` in chunks of trajectories and return its outputs as one dict
     in the layout of the `fastode._core` bindings.
+
+    By default a batch is cut into `target_chunks` chunks of at least
+    `min_rows` trajectories; a GPU backend asks for fewer, larger ones.
 
     The dict has an extra key ``n_interrupted``: the number of trajectories
     never started because a KeyboardInterrupt stopped the run. Those get
@@ -292,7 +302,7 @@ def run(
     layout = _Layout(job.n, n_out, dim, job.y0.dtype)
     in_memory = out is None
     check_result_fits(layout, max_memory, in_memory)
-    rows = layout.chunk_rows(max_memory, in_memory, chunk_size)
+    rows = layout.chunk_rows(max_memory, in_memory, chunk_size, min_rows, target_chunks)
     if in_memory and rows >= layout.n and not progress:
         return {**_run_chunk(job), "n_interrupted": 0}
     return _run_chunks(job, layout, _allocate(layout, out), rows, progress)

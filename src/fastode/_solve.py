@@ -148,7 +148,8 @@ def solve(
         from ._numba import _cuda
 
         return _cuda.solve(system, y0, t_span, t_eval, method, kind, dt, rtol, atol,
-                           max_steps, dtype, controller)
+                           max_steps, dtype, controller, max_memory, out, progress,
+                           chunk_size)
     if backend == "cupy":
         from ._cupy import solve_cupy
 

@@ -4,19 +4,23 @@ with `numba.cuda` from the same loops as the CPU kernels (`_steps`).
 Inputs that expose ``__cuda_array_interface__`` (CuPy arrays, Numba device
 arrays) stay on the device and the results come back as arrays of the same
 library; NumPy inputs are copied over and the results copied back.
+
+NOTE: these kernels have run only under Numba's CUDA simulator and been
+compiled to PTX, never on a real GPU.
 """
 
 from __future__ import annotations
 
 import contextlib
 import types
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
 from numba import cuda
 from numba.core.errors import NumbaError
 
-from .. import _core
+from .. import _chunks, _core
 from .. import _validation as check
 from .._solution import Solution
 from . import _steps, allocate_outputs, fixed_step_count
@@ -166,11 +170,29 @@ def _on_device(array) -> bool:
 
 
 def solve(system, y0, t_span, t_eval, method, kind, dt, rtol, atol, max_steps, dtype,
-          controller) -> Solution:
-    """`fastode.solve` for ``backend="numba-cuda"``."""
+          controller, max_memory=None, out=None, progress=None, chunk_size=None) -> Solution:
+    """`fastode.solve` for ``backend="numba-cuda"``.
+
+    A NumPy y0 runs through `fastode._chunks.run`: chunks of at least 2**18
+    trajectories (a quarter of the batch by default), bounded by
+    `max_memory`, with `out`, `progress` and Ctrl-C as on the CPU. A device
+    y0 runs in one launch and its results stay on the device, so `out` must
+    be None and `max_memory`, `progress` and `chunk_size` do not apply.
+    Copies and kernels do not overlap here (one stream, synchronous copies).
+    """
     check_available()
     device_input = _on_device(y0)
-    y0_device, single, dtype = _device_y0(y0, system.dim, dtype)
+    if device_input and out is not None:
+        msg = (
+            "out= writes to host memory, but y0 is a device array whose results stay "
+            "on the device; pass y0 as a NumPy array to use out="
+        )
+        raise ValueError(msg)
+    if device_input:
+        y0_rows, single, dtype = _device_y0(y0, system.dim, dtype)
+    else:
+        dtype = check.check_dtype(dtype, y0)
+        y0_rows, single = check.check_y0(y0, system.dim, dtype)
     t0, t1 = check.check_t_span(t_span)
     t_eval = check.check_t_eval(t_eval, t0, t1, dtype)
     rtol, atol = check.check_tolerances(rtol, atol, dtype, kind)
@@ -178,29 +200,92 @@ def solve(system, y0, t_span, t_eval, method, kind, dt, rtol, atol, max_steps, d
     max_steps = check.check_max_steps(max_steps)
     controller_code = check.check_controller(controller)
 
-    n = y0_device.shape[0]
+    n = y0_rows.shape[0]
     dense = t_eval is not None
     t_out = t_eval if dense else np.array([t1], dtype=dtype)
     params = system._params_for(n, dtype)
     if n > 0:
-        system._probe(y0_device[:1].copy_to_host(), params, t0)
+        first = y0_rows[:1].copy_to_host() if device_input else y0_rows[:1]
+        system._probe(first, params, t0)
+    call = {"kind": kind, "method": method, "t0": t0, "t1": t1, "dt": dt, "rtol": rtol,
+            "atol": atol, "max_steps": max_steps, "controller": controller_code}
+    job = CudaJob(system, y0_rows, params, t_eval, call)
+    if device_input:
+        result = job.launch(y0_rows)
+        arrays = {name: _like_input(y0)(value) for name, value in result.items()}
+    else:
+        n_out = max(len(t_eval) if dense else 0, 1)
+        arrays = _chunks.run(job, n_out, system.dim, max_memory=max_memory, out=out,
+                             progress=progress, chunk_size=chunk_size,
+                             min_rows=GPU_MIN_CHUNK_ROWS, target_chunks=GPU_TARGET_CHUNKS)
+    _chunks.warn_if_stiff(_status_on_host(arrays), kind, method, stacklevel=4)
+    return _make_solution(arrays, t_out, dense, single, method)
 
-    out = allocate_outputs(n, max(len(t_eval) if dense else 0, 1), system.dim, dtype,
-                           zeros=_device_zeros, empty=_device_empty)
-    if n > 0:
+
+def _status_on_host(arrays) -> np.ndarray:
+    status = arrays["status"]
+    if hasattr(status, "copy_to_host"):
+        return status.copy_to_host()
+    if hasattr(status, "get"):
+        return status.get()
+    return np.asarray(status)
+
+
+#: Default chunking of a host batch: at least this many trajectories per
+#: launch, about one full wave of a large data-centre GPU.
+GPU_MIN_CHUNK_ROWS = 2**18
+#: Default number of chunks of a large host batch.
+GPU_TARGET_CHUNKS = 4
+
+
+@dataclass(frozen=True)
+class CudaJob:
+    """One numba-cuda launch, sliceable by rows for `fastode._chunks.run`."""
+
+    system: object
+    y0: object
+    params: np.ndarray
+    t_eval: np.ndarray | None
+    call: dict
+
+    @property
+    def n(self) -> int:
+        return self.y0.shape[0]
+
+    def rows(self, start: int, stop: int) -> CudaJob:
+        per_row = self.params.shape[0] == self.n and self.n > 1
+        params = self.params[start:stop] if per_row else self.params
+        return replace(self, y0=self.y0[start:stop], params=params)
+
+    def run(self) -> dict:
+        """Copy this chunk's host y0 over, launch, and copy the results back."""
+        out = self.launch(cuda.to_device(self.y0))
+        return {name: value.copy_to_host() for name, value in out.items()}
+
+    def launch(self, y0_device) -> dict:
+        """Launch over device y0 and return the device output arrays."""
+        system, call = self.system, self.call
+        kind, dtype = call["kind"], np.dtype(y0_device.dtype)
+        n = y0_device.shape[0]
+        dense = self.t_eval is not None
+        out = allocate_outputs(n, max(len(self.t_eval) if dense else 0, 1), system.dim,
+                               dtype, zeros=_device_zeros, empty=_device_empty)
+        if n == 0:
+            return out
         real = dtype.type
-        pstride = 1 if params.shape[0] == n and n > 1 else 0
-        t_eval_device = cuda.to_device(t_eval if dense else np.zeros(0, dtype))
-        args = [y0_device, cuda.to_device(params), pstride, t_eval_device, real(t0), real(t1),
-                real(dt)]
+        pstride = 1 if self.params.shape[0] == n and n > 1 else 0
+        t_eval_device = cuda.to_device(self.t_eval if dense else np.zeros(0, dtype))
+        args = [y0_device, cuda.to_device(self.params), pstride, t_eval_device,
+                real(call["t0"]), real(call["t1"]), real(call["dt"])]
         if kind == "adaptive":
-            args += [real(rtol), real(atol), max_steps, controller_code, out["y"],
-                     out["t_final"], out["status"], out["n_steps"], out["n_accepted"],
-                     out["n_rejected"], out["n_rhs"]]
+            args += [real(call["rtol"]), real(call["atol"]), call["max_steps"],
+                     call["controller"], out["y"], out["t_final"], out["status"],
+                     out["n_steps"], out["n_accepted"], out["n_rejected"], out["n_rhs"]]
         else:
-            args += [fixed_step_count(t0, t1, dt, dtype), max_steps, out["y"],
-                     out["t_final"], out["status"], out["n_steps"], out["n_rhs"]]
-        kernel = _kernel(system, method, kind, dtype)
+            steps = fixed_step_count(call["t0"], call["t1"], call["dt"], dtype)
+            args += [steps, call["max_steps"], out["y"], out["t_final"], out["status"],
+                     out["n_steps"], out["n_rhs"]]
+        kernel = _kernel(system, call["method"], kind, dtype)
         blocks = (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
         try:
             kernel[blocks, THREADS_PER_BLOCK](*args)
@@ -208,7 +293,7 @@ def solve(system, y0, t_span, t_eval, method, kind, dt, rtol, atol, max_steps, d
             raise compile_error(system.name, error) from None
         if kind != "adaptive":
             out["n_accepted"].copy_to_device(out["n_steps"])
-    return _make_solution(out, t_out, dense, single, method, device_input, y0)
+        return out
 
 
 def _device_zeros(shape, dtype):
@@ -249,12 +334,7 @@ def _device_y0(y0, dim, dtype):
     return array, single, dtype
 
 
-def _make_solution(out, t, dense, single, method, device_input, y0) -> Solution:
-    if device_input:
-        convert = _like_input(y0)
-    else:
-        convert = lambda device_array: device_array.copy_to_host()  # noqa: E731
-    arrays = {name: convert(value) for name, value in out.items()}
+def _make_solution(arrays, t, dense, single, method) -> Solution:
     y = arrays["y"] if dense else arrays["y"][:, 0, :]
     stats = {name: arrays[name] for name in ("n_steps", "n_accepted", "n_rejected", "n_rhs")}
     status, t_final = arrays["status"], arrays["t_final"]
