@@ -82,3 +82,18 @@ def test_bench_gpu_rows_with_standin(monkeypatch, capsys):
     assert gpu[1].max_difference is None
     assert "*" in capsys.readouterr().out
     assert np.isfinite(gpu[1].steps_per_second)
+
+
+def test_gpu_tests_pass_on_standin():
+    # The real-GPU tests run against the stand-in, so a mistake in the tests
+    # themselves shows here instead of on the first GPU machine.
+    env = {**os.environ, "FASTODE_CUPY_STANDIN": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "tests" / "gpu"), "-q",
+         "-p", "no:cacheprovider", "--rootdir", str(ROOT)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout

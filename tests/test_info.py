@@ -25,7 +25,7 @@ def test_info_fields():
     for name in BACKENDS:
         row = report["backends"][name]
         assert set(row) == {"available", "version", "problem"}
-        # A backend that cannot run says why.
+        # A backend that cannot run reports why.
         assert row["available"] or row["problem"]
     assert report["backends"]["cpp"]["available"]
     assert set(report["gpu"]) >= {"cupy", "cuda_runtime", "devices", "available", "nvrtc"}

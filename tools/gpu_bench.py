@@ -47,8 +47,8 @@ def _on_host(array):
 
 
 def _lorenz(n, dtype, place=_on_host):
-    """Return the system and y0; `place` moves the per-trajectory rho (to
-    the GPU for GPU rows, so the timing holds no parameter upload)."""
+    """Return the system and y0. `place` moves the per-trajectory rho, to
+    the GPU for GPU rows, so that the timing excludes a parameter upload."""
     rho = place(np.linspace(0.0, 21.0, n).astype(dtype))
     y0 = np.tile(np.array([1.0, 0.0, 0.0], dtype=dtype), (n, 1))
     return fastode.Lorenz(sigma=10.0, rho=rho, beta=8.0 / 3.0), y0
@@ -99,7 +99,7 @@ class Row:
 
 def _solve(system, y0, backend, kwargs):
     with warnings.catch_warnings():
-        # The float32 case asks for rtol below the float32 floor on purpose.
+        # The float32 case requests rtol below the float32 floor on purpose.
         warnings.filterwarnings("ignore", "rtol=", UserWarning)
         return fastode.solve(system, y0, backend=backend, **kwargs)
 

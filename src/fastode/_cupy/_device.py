@@ -90,8 +90,8 @@ def require_device(cupy) -> int:
 def device_available() -> bool:
     """Return True when CuPy imports and reports at least one CUDA device.
 
-    The answer is cached for the process, because `prefers_gpu` asks on
-    every ``backend="auto"`` call of a large batch.
+    The result is cached for the process, because `prefers_gpu` queries it
+    on every ``backend="auto"`` call of a large batch.
     """
     try:
         require_device(import_cupy())

@@ -49,6 +49,15 @@ def _kernel(spec: KernelSpec):
     return module.get_function(spec.name)
 
 
+def compile_kernel(spec: KernelSpec) -> None:
+    """Compile the kernel of `spec` into CuPy's caches (memory and disk).
+
+    tools/gpu-check.sh calls it from parallel processes, so that the tests
+    later load every variant from the disk cache.
+    """
+    _kernel(spec)
+
+
 def _as_device_array(cupy, value):
     """Return a CuPy view of ``value`` if it lives on the GPU, else None.
 
@@ -193,7 +202,7 @@ def solve_cupy(
     -----
     NOTE: no part of this backend has run on a real GPU yet. The kernels
     compile to PTX with NVRTC in CI, and the launch and chunk logic is tested
-    against a NumPy stand-in for CuPy; tests/gpu is the check on a device.
+    against a NumPy stand-in for CuPy. tests/gpu is the check on a device.
 
     A device ``t_eval`` is copied to the host once for validation. System
     parameters may also be device arrays, except `Linear`'s ``A`` and ``b``,

@@ -15,7 +15,7 @@ so the results do not depend on the chunk size.
 
 NOTE: this module has never run on a real GPU. tests/test_cupy_launch.py
 checks the sequencing with a stand-in for CuPy whose streams run queued
-work only when synchronized; tests/gpu, run by tools/gpu-check.sh, is the
+work only when synchronized. tests/gpu, run by tools/gpu-check.sh, is the
 check on a device.
 """
 
@@ -141,7 +141,8 @@ def on_host(cupy, array) -> bool:
 
 
 def _pinned(cupy, shape: tuple, dtype) -> np.ndarray:
-    """A NumPy array in page-locked host memory, which async copies need."""
+    """Allocate a NumPy array in page-locked host memory, which asynchronous
+    copies need."""
     dtype = np.dtype(dtype)
     count = int(np.prod(shape))
     memory = cupy.cuda.alloc_pinned_memory(max(count * dtype.itemsize, 1))
