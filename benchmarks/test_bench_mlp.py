@@ -10,7 +10,7 @@ step on 32 inputs. The entries are those of ``fastode bench``
 """
 
 import pytest
-from workload_case import run_entry, skip_reasons
+from workload_case import build_workload, run_entry
 
 from fastode import _bench
 
@@ -26,9 +26,7 @@ PEERS = [
 
 @pytest.fixture(scope="module")
 def workload(threads):
-    skips = []
-    work = _bench.mlp_rk4(N, threads, skips)
-    return work, skip_reasons(skips)
+    return build_workload(_bench.mlp_rk4, N, threads)
 
 
 @pytest.mark.parametrize("peer", PEERS)

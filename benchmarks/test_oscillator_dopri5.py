@@ -11,7 +11,7 @@ are checked against the closed form. The entries are those of
 """
 
 import pytest
-from workload_case import run_entry, skip_reasons
+from workload_case import build_workload, run_entry
 
 from fastode import _bench
 
@@ -28,9 +28,7 @@ PEERS = [
 
 @pytest.fixture(scope="module")
 def workload(threads):
-    skips = []
-    work = _bench.oscillator_dopri5(N, threads, skips)
-    return work, skip_reasons(skips)
+    return build_workload(_bench.oscillator_dopri5, N, threads)
 
 
 @pytest.mark.parametrize("peer", PEERS)

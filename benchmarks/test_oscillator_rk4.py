@@ -9,7 +9,7 @@ form. The entries are those of ``fastode bench`` (``fastode._bench``).
 """
 
 import pytest
-from workload_case import run_entry, skip_reasons
+from workload_case import build_workload, run_entry
 
 from fastode import _bench
 
@@ -27,9 +27,7 @@ PEERS = [
 
 @pytest.fixture(scope="module")
 def workload(threads):
-    skips = []
-    work = _bench.oscillator_rk4(N, threads, skips)
-    return work, skip_reasons(skips)
+    return build_workload(_bench.oscillator_rk4, N, threads)
 
 
 @pytest.mark.parametrize("peer", PEERS)

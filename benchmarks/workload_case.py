@@ -45,3 +45,10 @@ def run_entry(benchmark, record, work, skipped, peer, case, peer_rounds=1):
 def skip_reasons(skips):
     """Return {peer: reason} of the ``Skip`` records of a workload build."""
     return {skip.peer: skip.reason for skip in skips}
+
+
+def build_workload(builder, n, threads):
+    """Return ``builder(n, threads, skips)`` and the reasons of its skipped peers."""
+    skips = []
+    work = builder(n, threads, skips)
+    return work, skip_reasons(skips)
