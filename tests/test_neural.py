@@ -92,6 +92,79 @@ def test_mlp_accepts_tensors():
     np.testing.assert_array_equal(tensors.evaluate(0.0, y), plain.evaluate(0.0, y))
 
 
+# --- run-time dimension path (d > 8 or layers wider than 256) ---------------------
+
+
+@pytest.mark.parametrize(
+    ("d", "hidden", "activation", "time_input"),
+    [
+        (16, [32], "tanh", False),
+        (64, [48, 40], "softplus", True),
+        (300, [64], "sigmoid", False),
+        (4, [300], "relu", True),
+        (9, [8, 300, 5], "identity", False),
+    ],
+)
+def test_wide_mlp_field_matches_numpy(d, hidden, activation, time_input):
+    rng = np.random.default_rng(d)
+    mlp = random_mlp(rng, d, hidden, activation, time_input, scale=2.0)
+    # 37 rows: one full block of 32 lanes and one padded block.
+    y = 2.0 * rng.normal(size=(37, d))
+    t = rng.normal(size=37)
+    expected = mlp.rhs(t, y)
+    scale = np.max(np.abs(expected))
+    np.testing.assert_allclose(mlp.evaluate(t, y), expected, rtol=0, atol=1e-13 * scale)
+    single = mlp.evaluate(t, y.astype(np.float32))
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, expected, rtol=0, atol=1e-5 * scale)
+    np.testing.assert_array_equal(mlp.evaluate(t, y, threads=2), mlp.evaluate(t, y))
+
+
+def test_neural_ode_wide_linear_layer_is_expm():
+    rng = np.random.default_rng(17)
+    d = 200
+    A = -0.5 * np.eye(d) + 0.8 * rng.normal(size=(d, d)) / np.sqrt(d)
+    mlp = fastode.MLP([A], activation="identity")
+    h0 = rng.normal(size=(40, d))
+    h = fastode.neural_ode(mlp, h0, (0.0, 1.0), **TIGHT)
+    np.testing.assert_allclose(h, h0 @ scipy.linalg.expm(A).T, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("method", "dt", "tol"),
+    [("euler", 1e-4, 5e-4), ("heun", 1e-3, 1e-5), ("rk4", 1e-2, 1e-8),
+     ("bs3", None, 1e-6), ("dopri5", None, 1e-9), ("tsit5", None, 1e-9)],
+)
+def test_neural_ode_wide_outputs_match_expm(method, dt, tol):
+    # d = 12 runs on the run-time dimension drivers, including dense output.
+    rng = np.random.default_rng(18)
+    d = 12
+    A = -0.3 * np.eye(d) + rng.normal(size=(d, d)) / np.sqrt(d)
+    mlp = fastode.MLP([A], activation="identity")
+    h0 = rng.normal(size=(5, d))
+    t_eval = np.array([0.0, 0.13, 0.5, 0.77, 1.0])
+    kwargs = {"method": method, "dt": dt} if dt else {"method": method, "rtol": 1e-11, "atol": 1e-11}
+    sol = fastode.solve(mlp, h0, (0.0, 1.0), t_eval=t_eval, **kwargs)
+    assert np.all(sol.status == fastode.Status.SUCCESS)
+    for j, t in enumerate(t_eval):
+        exact = h0 @ scipy.linalg.expm(t * A).T
+        np.testing.assert_allclose(sol.y[:, j], exact, rtol=0, atol=tol)
+
+
+def test_neural_ode_wide_failures_are_per_trajectory():
+    d = 10
+    mlp = fastode.MLP([np.eye(d)], activation="identity")
+    h0 = np.ones((3, d))
+    h0[1, 4] = np.nan
+    sol = fastode.solve(mlp, h0, (0.0, 1.0), method="rk4", dt=0.1)
+    assert list(sol.status) == [fastode.Status.SUCCESS, fastode.Status.NON_FINITE,
+                                fastode.Status.SUCCESS]
+    np.testing.assert_allclose(sol.y[0], np.exp(1.0), rtol=1e-5)
+    with pytest.warns(fastode.StiffnessWarning):
+        limited = fastode.solve(mlp, h0[:1], (0.0, 1.0), max_steps=3)
+    assert limited.status[0] == fastode.Status.MAX_STEPS
+
+
 def test_mlp_jacobian_matches_differences():
     rng = np.random.default_rng(6)
     mlp = random_mlp(rng, 3, [12, 12], "tanh", time_input=True)
@@ -110,8 +183,7 @@ def test_mlp_jacobian_matches_differences():
         ([np.ones((4, 2)), np.ones((2, 3))], None, {}, ValueError, "has 3 inputs"),
         ([np.ones((4, 2)), np.ones((2, 4))], [np.ones(4)], {}, ValueError, "one per layer"),
         ([np.ones((4, 2)), np.ones((2, 4))], [np.ones(4), np.ones(3)], {}, ValueError, r"biases\[1\]"),
-        ([np.ones((257, 2)), np.ones((2, 257))], None, {}, ValueError, "at most 256"),
-        ([np.ones((4, 9)), np.ones((9, 4))], None, {}, ValueError, "at most 8"),
+        ([np.ones((4097, 2)), np.ones((2, 4097))], None, {}, ValueError, "at most 4096"),
         ([np.ones((4, 2)), np.ones((2, 4))], None, {"time_input": True}, ValueError, "plus 1"),
         ([np.ones((2, 2))], None, {"activation": "gelu"}, ValueError, "activation"),
         ([np.full((2, 2), np.nan)], None, {}, ValueError, "NaN"),
@@ -166,6 +238,26 @@ def test_neural_ode_matches_scipy():
             lambda t, y: mlp.rhs(t, y[None])[0], (0.0, 1.0), h0[row], rtol=1e-12, atol=1e-12
         )
         np.testing.assert_allclose(h[row], reference.y[:, -1], rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("function", "A", "states", "error", "match"),
+    [
+        (fastode.neural_ode, None, np.ones((3, 3)), ValueError, r"h0 must have shape \(2,\)"),
+        (fastode.neural_ode, None, [np.nan, 1.0], ValueError, r"h0 contains NaN .* rows \[0\]"),
+        (fastode.cnf, None, ["a", "b"], TypeError, "z0 must contain real numbers"),
+        (fastode.log_prob, None, np.ones((3, 3)), ValueError, r"x must have shape \(2,\)"),
+        (fastode.cnf, -np.eye(2), np.ones((3, 3)), ValueError, r"z0 must have shape"),
+        (fastode.cnf, np.stack([-np.eye(2)] * 3), np.ones((4, 2)), ValueError,
+         "field.A has 3 matrices but z0 has 4 rows"),
+    ],
+)
+def test_messages_name_caller_arguments(function, A, states, error, match):
+    # A is None for the MLP field, else the matrix of a Linear field.
+    field = fastode.MLP([-np.eye(2)], activation="identity") if A is None else fastode.Linear(A)
+    with pytest.raises(error, match=match) as raised:
+        function(field, states, (0.0, 1.0))
+    assert "y0" not in str(raised.value)
 
 
 def test_neural_ode_rejects_other_systems():
@@ -292,6 +384,99 @@ def test_cnf_single_sample_shape():
 def test_cnf_rejects_bad_arguments(field, kwargs, error, match):
     with pytest.raises(error, match=match):
         fastode.cnf(field, np.ones((2, 2)), (0.0, 1.0), **kwargs)
+
+
+# --- CNF on the run-time dimension path ------------------------------------------
+
+
+@pytest.mark.parametrize("hidden", [[64], [24, 24]])
+def test_cnf_wide_exact_trace_matches_flow_jacobian(hidden):
+    # One hidden layer uses the per-unit trace, two use 32 unit-vector probes.
+    rng = np.random.default_rng(19)
+    d = 32
+    mlp = random_mlp(rng, d, hidden, "tanh", scale=1.5)
+    z0 = rng.normal(size=(2, d))
+    z, delta = fastode.cnf(mlp, z0, (0.0, 1.0), **TIGHT)
+    np.testing.assert_allclose(z, fastode.neural_ode(mlp, z0, (0.0, 1.0), **TIGHT), rtol=1e-10)
+    for row in range(2):
+        assert delta[row] == pytest.approx(-flow_map_log_det(mlp, z0[row], 1.0), abs=1e-7)
+
+
+def test_cnf_wide_compiled_trace_matches_numpy():
+    rng = np.random.default_rng(20)
+    d = 20
+    y = np.concatenate([rng.normal(size=(35, d)), np.zeros((35, 1))], axis=1)
+    for hidden in ([40], [30, 11]):
+        mlp = random_mlp(rng, d, hidden, "softplus", time_input=True)
+        for trace, probes in (("exact", None), ("hutchinson", _rademacher(35, 3, d, 0))):
+            system = _FlowSystem(mlp, trace, probes)
+            expected = system.rhs(0.3, y)
+            scale = np.max(np.abs(expected))
+            np.testing.assert_allclose(system.evaluate(0.3, y), expected, rtol=0, atol=1e-13 * scale)
+
+
+def test_cnf_hutchinson_wide_within_standard_error():
+    # Every sample starts at the same z0 with its own Rademacher probes, so the
+    # estimates are independent draws whose mean is the exact trace integral.
+    # With a fixed-step method z(t) does not depend on the probes, and the rk4
+    # quadrature is linear in the trace, so the estimator is unbiased for the
+    # rk4 value of the exact trace as well.
+    # W_2 = -W_1^T / 2 makes the Jacobian -W_1^T diag(s) W_1 / 2, whose trace
+    # is large next to its off-diagonal part, so the standard error is a few
+    # percent of the trace and a biased estimator would fail.
+    rng = np.random.default_rng(21)
+    d, n = 256, 600
+    w1 = rng.normal(size=(64, d)) / np.sqrt(d)
+    mlp = fastode.MLP([w1, -0.5 * w1.T], [0.1 * rng.normal(size=64), np.zeros(d)])
+    z0 = np.repeat(rng.normal(size=(1, d)), n, axis=0)
+    rk4 = {"method": "rk4", "dt": 0.1}
+    _, exact = fastode.cnf(mlp, z0[:1], (0.0, 1.0), **rk4)
+    _, estimates = fastode.cnf(mlp, z0, (0.0, 1.0), trace="hutchinson", n_probes=2, seed=5, **rk4)
+    standard_error = np.std(estimates, ddof=1) / np.sqrt(n)
+    assert standard_error > 0  # the probes really differ
+    assert standard_error < 0.05 * abs(exact[0])
+    # 4 standard errors: a fresh seed fails with probability about 6e-5.
+    assert abs(np.mean(estimates) - exact[0]) < 4 * standard_error
+
+
+# --- PyTorch weights ---------------------------------------------------------------
+
+
+def test_mlp_views_torch_weights():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(22)
+    arrays = [rng.normal(size=(6, 3)), rng.normal(size=(3, 6))]
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+    mlp = fastode.MLP(tensors)
+    for weight, tensor in zip(mlp.weights, tensors):
+        assert np.shares_memory(weight, tensor.detach().numpy())
+    y = rng.normal(size=(4, 3))
+    np.testing.assert_array_equal(mlp.evaluate(0.0, y), fastode.MLP(arrays).evaluate(0.0, y))
+
+    # An optimizer step updates the tensor in place, and the next solve reads it.
+    with torch.no_grad():
+        tensors[1].mul_(2.0)
+    np.testing.assert_allclose(mlp.evaluate(0.0, y), 2.0 * fastode.MLP(arrays).evaluate(0.0, y),
+                               rtol=1e-15, atol=1e-15)
+
+
+def test_mlp_views_float32_torch_weights():
+    torch = pytest.importorskip("torch")
+    tensor = torch.tensor([[-0.5, 0.25], [0.0, -1.0]], dtype=torch.float32)
+    mlp = fastode.MLP([tensor], activation="identity")
+    assert mlp.weights[0].dtype == np.float32
+    assert np.shares_memory(mlp.weights[0], tensor.numpy())
+    h = fastode.neural_ode(mlp, [1.0, 1.0], (0.0, 1.0), **TIGHT)
+    A = tensor.numpy().astype(np.float64)
+    np.testing.assert_allclose(h, scipy.linalg.expm(A) @ [1.0, 1.0], rtol=1e-10)
+
+
+def test_mlp_rejects_tensor_off_cpu():
+    torch = pytest.importorskip("torch")
+    # The meta device has no memory, like a CUDA tensor seen from the CPU.
+    tensor = torch.empty((2, 2), device="meta")
+    with pytest.raises(ValueError, match=r"weights\[0\] is a PyTorch tensor on device meta"):
+        fastode.MLP([tensor])
 
 
 def test_neural_ode_float32():

@@ -16,15 +16,41 @@ ACTIVATIONS = {"identity": 0, "tanh": 1, "relu": 2, "softplus": 3, "sigmoid": 4}
 TRACES = ("exact", "hutchinson")
 
 
+def _tensor_view(name: str, tensor) -> np.ndarray:
+    """Return a NumPy view of a CPU PyTorch tensor's memory, detached from autograd.
+
+    A tensor on another device raises, because a silent device-to-host copy
+    would hide the transfer and stop in-place updates from reaching the field.
+    """
+    device = getattr(tensor, "device", None)
+    if device is not None and getattr(device, "type", "cpu") != "cpu":
+        msg = (
+            f"{name} is a PyTorch tensor on device {device}; the C++ core reads host "
+            f"memory, so pass {name}.cpu() (an explicit copy)"
+        )
+        raise ValueError(msg)
+    try:
+        return tensor.detach().numpy()
+    except (TypeError, RuntimeError) as error:
+        msg = f"{name} is a PyTorch tensor that NumPy cannot view ({error}); convert it to float32 or float64"
+        raise TypeError(msg) from error
+
+
 def _as_array(name: str, value) -> np.ndarray:
-    """Return ``value`` as a float64 array; PyTorch tensors are detached first."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu()
+    """Return ``value`` as a float32 or float64 array, without a copy where possible.
+
+    float64 and float32 arrays, and CPU PyTorch tensors of those types, are
+    viewed, not copied: a tensor requiring grad is detached first, and its
+    memory is shared. Other real types are converted to float64.
+    """
+    if hasattr(value, "detach") and hasattr(value, "numpy"):
+        value = _tensor_view(name, value)
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
         msg = f"{name} must contain real numbers, got dtype {array.dtype}"
         raise TypeError(msg)
-    array = array.astype(np.float64)
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
     if not np.all(np.isfinite(array)):
         msg = f"{name} contains NaN or infinity"
         raise ValueError(msg)
@@ -58,8 +84,11 @@ class MLP(System):
     weights : sequence of array_like
         W_1 … W_L, each of shape (out, in) as in PyTorch's ``nn.Linear``.
         W_1 takes d inputs (d + 1 with ``time_input``) and W_L returns d.
-        NumPy arrays and PyTorch tensors (detached and copied to the CPU) are
-        accepted.
+        NumPy arrays and CPU PyTorch tensors are accepted. float32 and float64
+        values are kept as views of the caller's memory (a tensor requiring
+        grad is detached), so in-place updates of the weights, such as an
+        optimizer step, reach the next solve. A CUDA tensor raises ValueError;
+        pass ``tensor.cpu()``.
     biases : sequence of array_like, optional
         b_1 … b_L, each of shape (out,); zero when omitted.
     activation : {"tanh", "relu", "softplus", "sigmoid", "identity"}
@@ -69,8 +98,11 @@ class MLP(System):
 
     Notes
     -----
-    The C++ core compiles this field for state dimensions 1 <= d <= 8, with
-    hidden widths up to 256. The ReLU derivative at 0 is taken as 0.
+    A field with d <= 8 and hidden widths up to 256 runs on kernels compiled
+    for its d. Any other field, with every layer width (d included) up to
+    4096, runs on kernels with a run-time dimension. Each solve packs the
+    weights into one contiguous buffer of the solve dtype, which is the one
+    copy the kernels read. The ReLU derivative at 0 is taken as 0.
     """
 
     _kernel = "solve_mlp"
@@ -82,7 +114,6 @@ class MLP(System):
         self.activation = activation
         self.time_input = bool(time_input)
         self.weights, self.biases = _check_layers(weights, biases, self.time_input)
-        self._packed = {}
 
     @property
     def dim(self) -> int:
@@ -94,12 +125,13 @@ class MLP(System):
         return [self.weights[0].shape[1]] + [w.shape[0] for w in self.weights]
 
     def _params(self, dtype) -> np.ndarray:
-        """Weights and biases in one buffer, layer by layer (W_k row-major, b_k)."""
-        dtype = np.dtype(dtype)
-        if dtype not in self._packed:
-            parts = [p for w, b in zip(self.weights, self.biases) for p in (w.ravel(), b)]
-            self._packed[dtype] = np.ascontiguousarray(np.concatenate(parts), dtype=dtype)
-        return self._packed[dtype]
+        """Weights and biases in one buffer, layer by layer (W_k row-major, b_k).
+
+        Packed at every call, not cached, so that the kernels see in-place
+        updates of weights that are views of the caller's arrays or tensors.
+        """
+        parts = [p for w, b in zip(self.weights, self.biases) for p in (w.ravel(), b)]
+        return np.concatenate(parts, dtype=dtype)
 
     def _core_arguments(self, n, dtype):
         return {
@@ -154,7 +186,7 @@ class MLP(System):
         if len(self.weights) != 2:
             msg = f"unit_trace needs exactly one hidden layer, this MLP has {len(self.weights) - 1}"
             raise ValueError(msg)
-        w1, w2 = self.weights
+        w1, w2 = (w.astype(np.float64, copy=False) for w in self.weights)
         return np.einsum("ij,ji->i", w1[:, : self.dim], w2)
 
     def __repr__(self):
@@ -186,13 +218,13 @@ def _check_layers(weights, biases, time_input):
         if biases[k].shape != (w.shape[0],):
             msg = f"biases[{k}] must have shape ({w.shape[0]},), got {biases[k].shape}"
             raise ValueError(msg)
-        if w.shape[0] > _core.MLP_MAX_WIDTH:
-            msg = f"weights[{k}] has {w.shape[0]} outputs; layers may have at most {_core.MLP_MAX_WIDTH}"
+        if max(w.shape) > _core.MLP_MAX_WIDE_WIDTH:
+            msg = (
+                f"weights[{k}] has shape {w.shape}; layer widths, the state "
+                f"dimension included, may be at most {_core.MLP_MAX_WIDE_WIDTH}"
+            )
             raise ValueError(msg)
     d = weights[-1].shape[0]
-    if d > _core.MAX_MLP_DIM:
-        msg = f"the MLP state dimension (outputs of the last layer) must be at most {_core.MAX_MLP_DIM}, got {d}"
-        raise ValueError(msg)
     n_input = d + (1 if time_input else 0)
     if weights[0].shape[1] != n_input:
         extra = " plus 1 for the time" if time_input else ""
@@ -202,6 +234,28 @@ def _check_layers(weights, biases, time_input):
         )
         raise ValueError(msg)
     return weights, biases
+
+
+def _check_states(name: str, value, dim: int, finite: bool = True) -> tuple[np.ndarray, bool]:
+    """Return ``value`` as a batch (N, dim) and whether it was 1-D.
+
+    The checks run here so that messages name the caller's argument, not the
+    ``y0`` of the `solve` call underneath.
+    """
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        msg = f"{name} must contain real numbers, got dtype {array.dtype}"
+        raise TypeError(msg)
+    single = array.ndim == 1
+    batch = array[None] if single else array
+    if batch.ndim != 2 or batch.shape[1] != dim:
+        msg = f"{name} must have shape ({dim},) or (N, {dim}), got {array.shape}"
+        raise ValueError(msg)
+    if finite and not np.all(np.isfinite(batch)):
+        rows = np.flatnonzero(~np.all(np.isfinite(batch), axis=1))
+        msg = f"{name} contains NaN or infinity in rows {rows[:10].tolist()}"
+        raise ValueError(msg)
+    return batch, single
 
 
 def _state_and_time(y, t, dim):
@@ -246,6 +300,7 @@ def neural_ode(mlp, h0, t_span, **solve_kwargs):
     if not isinstance(mlp, MLP):
         msg = f"mlp must be a fastode.MLP, got {type(mlp).__name__}"
         raise TypeError(msg)
+    _check_states("h0", h0, mlp.dim)
     return solve(mlp, h0, t_span, **solve_kwargs).raise_on_failure().y
 
 
@@ -363,18 +418,18 @@ def cnf(field, z0, t_span, trace="exact", n_probes=1, seed=None, **solve_kwargs)
     IntegrationError
         When a trajectory fails.
     """
+    return _flow(field, "z0", z0, t_span, trace, n_probes, seed, solve_kwargs)
+
+
+def _flow(field, name, z0, t_span, trace, n_probes, seed, solve_kwargs):
+    """Integrate a flow as `cnf` does; ``name`` is the caller's name for z0 in messages."""
     _check_trace(trace, n_probes)
-    if isinstance(field, Linear):
-        return _linear_cnf(field, z0, t_span, trace, n_probes, seed, solve_kwargs)
-    if not isinstance(field, MLP):
+    if not isinstance(field, (MLP, Linear)):
         msg = f"field must be a fastode.MLP or fastode.Linear, got {type(field).__name__}"
         raise TypeError(msg)
-    z0 = np.asarray(z0)
-    single = z0.ndim == 1
-    batch = np.atleast_2d(z0)
-    if batch.ndim != 2 or batch.shape[1] != field.dim:
-        msg = f"z0 must have shape ({field.dim},) or (N, {field.dim}), got {z0.shape}"
-        raise ValueError(msg)
+    batch, single = _check_states(name, z0, field.dim)
+    if isinstance(field, Linear):
+        return _linear_cnf(field, name, batch, single, t_span, trace, n_probes, seed, solve_kwargs)
     probes = None
     if trace == "hutchinson":
         probes = _rademacher(len(batch), n_probes, field.dim, seed)
@@ -386,11 +441,17 @@ def cnf(field, z0, t_span, trace="exact", n_probes=1, seed=None, **solve_kwargs)
     return (z[0], delta[0]) if single else (z, delta)
 
 
-def _linear_cnf(field, z0, t_span, trace, n_probes, seed, solve_kwargs):
+def _linear_cnf(field, name, batch, single, t_span, trace, n_probes, seed, solve_kwargs):
     """CNF of dz/dt = A z + b: the trace is constant, so the log-density
     change is -tr(A) (t1 - t0), or its Hutchinson estimate, in closed form."""
-    z = solve(field, z0, t_span, **solve_kwargs).raise_on_failure().y
-    n = 1 if np.ndim(z0) == 1 else len(z0)
+    n = len(batch)
+    if field.A.ndim == 3 and field.A.shape[0] not in (1, n):
+        msg = (
+            f"field.A has {field.A.shape[0]} matrices but {name} has {n} rows; give one "
+            f"matrix shared by all samples or one per sample"
+        )
+        raise ValueError(msg)
+    z = solve(field, batch, t_span, **solve_kwargs).raise_on_failure().y
     A = _rows(_per_trajectory("A", field.A, n, (field.dim, field.dim), np.float64), n)
     if trace == "exact":
         rate = np.trace(A, axis1=1, axis2=2)
@@ -401,9 +462,7 @@ def _linear_cnf(field, z0, t_span, trace, n_probes, seed, solve_kwargs):
     t_out = solve_kwargs.get("t_eval")
     elapsed = (np.asarray(t_out, dtype=np.float64) if t_out is not None else t1) - t0
     delta = -np.multiply.outer(rate, elapsed)
-    if np.ndim(z0) == 1:
-        delta = delta[0]
-    return z, delta
+    return (z[0], delta[0]) if single else (z, delta)
 
 
 def log_prob(field, x, t_span, trace="exact", n_probes=1, seed=None, **solve_kwargs):
@@ -417,7 +476,7 @@ def log_prob(field, x, t_span, trace="exact", n_probes=1, seed=None, **solve_kwa
     scalar for a single 1-D ``x``.
     """
     t0, t1 = t_span
-    z, delta = cnf(field, x, (t1, t0), trace=trace, n_probes=n_probes, seed=seed, **solve_kwargs)
+    z, delta = _flow(field, "x", x, (t1, t0), trace, n_probes, seed, solve_kwargs)
     d = np.shape(z)[-1]
     log_base = -0.5 * np.sum(np.square(z), axis=-1) - 0.5 * d * np.log(2.0 * np.pi)
     return log_base - delta
