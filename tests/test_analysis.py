@@ -44,6 +44,28 @@ def test_gradient_flow_per_trajectory_hessians():
         np.testing.assert_allclose(theta[n], expected, rtol=0, atol=1e-10)
 
 
+def test_gradient_flow_large_shared_hessian_is_expm():
+    # d = 40 is past the compiled Linear system, so it runs as a linear MLP.
+    rng = np.random.default_rng(3)
+    K = random_psd(rng, 40)
+    theta0 = rng.normal(size=(6, 40))
+    theta = fastode.gradient_flow(K, theta0, (0.0, 1.0), **TIGHT).y
+    np.testing.assert_allclose(theta, theta0 @ scipy.linalg.expm(-K).T, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("K", "theta0", "match"),
+    [
+        (np.eye(2), np.ones((3, 3)), r"theta0 must have shape \(2,\) or \(N, 2\), got \(3, 3\)"),
+        (np.stack([np.eye(2)] * 3), np.ones((4, 2)), "K has 3 matrices but theta0 has 4 rows"),
+        (np.stack([np.eye(9)] * 2), np.ones((2, 9)), r"K has shape \(2, 9, 9\)"),
+    ],
+)
+def test_gradient_flow_messages_name_arguments(K, theta0, match):
+    with pytest.raises(ValueError, match=match):
+        fastode.gradient_flow(K, theta0, (0.0, 1.0))
+
+
 def test_gradient_flow_scalar_decay():
     sol = fastode.gradient_flow([[0.5]], [2.0], (0.0, 4.0), method="rk4", dt=0.01)
     assert sol.y[0] == pytest.approx(2.0 * np.exp(-2.0), rel=1e-9)
@@ -170,6 +192,28 @@ def test_linearize_rejects_wrong_point():
         fastode.linearize(fastode.Oscillator(k=1.0), [0.0, 0.0, 0.0])
 
 
+@pytest.mark.parametrize(
+    ("system", "match"),
+    [
+        (fastode.Linear(np.stack([-np.eye(2)] * 3)), r"A of .* has shape \(3, 2, 2\)"),
+        (fastode.Linear(-np.eye(2), b=np.ones((3, 2))), r"b of .* has shape \(3, 2\)"),
+        (fastode.Oscillator(k=[1.0, 2.0, 3.0]), r"k of .* has shape \(3,\)"),
+    ],
+)
+def test_linearize_rejects_per_trajectory_parameters(system, match):
+    # The message names the caller's parameter, not a batch used inside.
+    with pytest.raises(ValueError, match=match) as error:
+        fastode.linearize(system, [0.0, 0.0])
+    assert "batch" not in str(error.value)
+
+
+def test_linearize_single_matrix_batch():
+    A = np.array([[[0.0, 1.0], [-2.0, -0.5]]])
+    report = fastode.linearize(fastode.Linear(A), [0.0, 0.0])
+    np.testing.assert_array_equal(report.jacobian, A[0])
+    assert report.verdict == "asymptotically stable"
+
+
 # --- ODE residual ------------------------------------------------------------------
 
 
@@ -255,3 +299,24 @@ def test_example_runs(script, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "error" in result.stdout
+
+
+def test_run_examples_counts_failures(tmp_path):
+    from fastode._examples import run_examples
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "_plot.py").write_text("")
+    (scripts / "good.py").write_text("import fastode, _plot\nprint('max error 0')\n")
+    (scripts / "bad.py").write_text("raise SystemExit(3)\n")
+    assert run_examples(output_dir=tmp_path, directory=scripts) == 1
+
+
+def test_demo_examples_flag_runs_examples(monkeypatch):
+    from fastode import __main__, _examples
+
+    assert (_examples.examples_dir() / "neural_ode_decay.py").is_file()
+    calls = []
+    monkeypatch.setattr(_examples, "run_examples", lambda: calls.append(1) or 0)
+    assert __main__.main(["demo", "--examples"]) == 0
+    assert calls == [1]

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _core
+from ._neural import MLP, _check_states
 from ._solve import solve
 from ._systems import Linear, System
+from ._user import UserSystem
 
 __all__ = [
     "Stability",
@@ -47,7 +50,9 @@ def gradient_flow(K, theta0, t_span, method="dopri5", **solve_kwargs):
     ----------
     K : array_like, shape (d, d) or (N, d, d)
         Symmetric positive semidefinite Hessian of the loss, shared or one
-        per trajectory. 1 <= d <= 8 (the compiled `Linear` system).
+        per trajectory. Per-trajectory Hessians run as a `Linear` system, so
+        d <= 8. A shared Hessian with d > 8 runs as a one-layer linear `MLP`,
+        so d <= 4096.
     theta0 : array_like, shape (N, d) or (d,)
         Initial parameters.
     t_span : pair of float
@@ -64,7 +69,8 @@ def gradient_flow(K, theta0, t_span, method="dopri5", **solve_kwargs):
     ------
     ValueError
         When K is not symmetric or has a negative eigenvalue (relative
-        tolerance 1e-10 of its largest |entry|).
+        tolerance 1e-10 of its largest |entry|), or when the shapes of K and
+        theta0 do not match.
     """
     K = _square_matrices("K", K)
     scale = max(1.0, float(np.max(np.abs(K))))
@@ -75,7 +81,29 @@ def gradient_flow(K, theta0, t_span, method="dopri5", **solve_kwargs):
     if lowest < -1e-10 * scale:
         msg = f"K must be positive semidefinite; its smallest eigenvalue is {lowest!r}"
         raise ValueError(msg)
-    return solve(Linear(-K), theta0, t_span, method=method, **solve_kwargs)
+    d = K.shape[-1]
+    batch, _ = _check_states("theta0", theta0, d, finite=False)
+    return solve(_gradient_system(K, len(batch)), theta0, t_span, method=method, **solve_kwargs)
+
+
+def _gradient_system(K: np.ndarray, n: int) -> System:
+    """Build the system dθ/dt = -K θ for n starting points."""
+    d = K.shape[-1]
+    if K.ndim == 3 and K.shape[0] not in (1, n):
+        msg = (
+            f"K has {K.shape[0]} matrices but theta0 has {n} rows; give one Hessian "
+            f"of shape ({d}, {d}) shared by all starts or one per start, ({n}, {d}, {d})"
+        )
+        raise ValueError(msg)
+    if d <= _core.MAX_LINEAR_DIM:
+        return Linear(-K)
+    if K.ndim == 3 and K.shape[0] > 1:
+        msg = (
+            f"K has shape {K.shape}; one Hessian per start is supported for d <= "
+            f"{_core.MAX_LINEAR_DIM}, and a shared Hessian of shape ({d}, {d}) for larger d"
+        )
+        raise ValueError(msg)
+    return MLP([-K.reshape(d, d)], activation="identity")
 
 
 # --- stability -------------------------------------------------------------------
@@ -228,6 +256,34 @@ def _finite_difference_jacobian(system: System, y: np.ndarray, t: float) -> np.n
     return ((values[:d] - values[d:]) / (2.0 * steps[:, None])).T
 
 
+def _check_shared_parameters(system: System) -> None:
+    """Raise unless every parameter of ``system`` is shared by all trajectories,
+    because `linearize` evaluates f at the one point y_eq."""
+    per_trajectory = []
+    if isinstance(system, Linear):
+        per_trajectory = [
+            (name, value.shape)
+            for name, value in (("A", system.A), ("b", system.b))
+            if value is not None and value.ndim == (3 if name == "A" else 2) and len(value) > 1
+        ]
+    elif isinstance(system, UserSystem):
+        params = system.params
+        if params is not None and params.ndim == 2 and len(params) > 1:
+            per_trajectory = [("params", params.shape)]
+    elif isinstance(getattr(system, "params", None), dict):
+        per_trajectory = [
+            (name, np.shape(value)) for name, value in system.params.items() if np.ndim(value) > 0
+        ]
+    if per_trajectory:
+        name, shape = per_trajectory[0]
+        msg = (
+            f"linearize evaluates f at the single point y_eq, so every parameter must be "
+            f"shared by all trajectories; {name} of {system!r} has shape {shape}, one value "
+            f"per trajectory. Build the system from one trajectory's {name}"
+        )
+        raise ValueError(msg)
+
+
 def linearize(system, y_eq, t=0.0, **stability_kwargs) -> Stability:
     """Linearize dy/dt = f(t, y) at an equilibrium y_eq and classify it.
 
@@ -251,8 +307,6 @@ def linearize(system, y_eq, t=0.0, **stability_kwargs) -> Stability:
     Stability
         With ``jacobian`` and ``rhs`` filled in.
     """
-    from ._neural import MLP
-
     if not isinstance(system, System):
         msg = f"system must be a fastode system, got {type(system).__name__}"
         raise TypeError(msg)
@@ -260,8 +314,9 @@ def linearize(system, y_eq, t=0.0, **stability_kwargs) -> Stability:
     if y.shape != (system.dim,):
         msg = f"y_eq must have shape ({system.dim},), got {y.shape}"
         raise ValueError(msg)
-    if isinstance(system, Linear) and system.A.ndim == 2:
-        jacobian = np.asarray(system.A, dtype=np.float64)
+    _check_shared_parameters(system)
+    if isinstance(system, Linear):
+        jacobian = np.asarray(system.A, dtype=np.float64).reshape(system.dim, system.dim)
     elif isinstance(system, MLP):
         jacobian = system.jacobian(t, y[None])[0]
     else:
