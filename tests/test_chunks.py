@@ -434,12 +434,21 @@ def test_stiffness_warning_once_per_chunked_call():
     assert "2 of 4" in str(record[0].message)
 
 
-def test_fixed_step_max_steps_does_not_warn():
+def test_fixed_step_max_steps_warns_not_stiff():
     """MAX_STEPS of a fixed-step method only means dt is too small for the span."""
-    sol = fastode.solve(
-        fastode.Linear([[-1.0]]), [1.0], (0.0, 10.0), method="rk4", dt=0.1, max_steps=5
-    )
+    with pytest.warns(RuntimeWarning, match="fixed-step method 'rk4' stopped with MAX_STEPS") as caught:
+        sol = fastode.solve(
+            fastode.Linear([[-1.0]]), [1.0], (0.0, 10.0), method="rk4", dt=0.1, max_steps=5
+        )
     assert sol.status == Status.MAX_STEPS
+    assert not any(issubclass(w.category, fastode.StiffnessWarning) for w in caught)
+    assert all(w.filename == __file__ for w in caught)
+
+
+def test_tolerance_floor_warning_points_at_caller():
+    with pytest.warns(UserWarning, match="below 100 \\* machine epsilon") as caught:
+        fastode.solve(fastode.Linear([[-1.0]]), [1.0], (0.0, 1.0), rtol=0.0)
+    assert [w.filename for w in caught] == [__file__]
 
 
 def test_stiffness_warning_is_runtime_warning():

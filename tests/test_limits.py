@@ -27,8 +27,9 @@ def test_max_steps_beyond_counter_rejected():
 def test_tiny_fixed_step_hits_max_steps(method):
     # span / dt = 1e20 overflows a 64-bit step count; the run must still stop
     # at max_steps instead of taking one giant step.
-    sol = fastode.solve(OSCILLATOR, [1.0, 0.0], (0.0, 10.0), method=method, dt=1e-19,
-                        max_steps=100)
+    with pytest.warns(RuntimeWarning, match="stopped with MAX_STEPS before t1"):
+        sol = fastode.solve(OSCILLATOR, [1.0, 0.0], (0.0, 10.0), method=method, dt=1e-19,
+                            max_steps=100)
     assert sol.status == fastode.Status.MAX_STEPS
     assert sol.stats["n_steps"] == 100
     np.testing.assert_allclose(sol.y, [1.0, 0.0], atol=1e-15)

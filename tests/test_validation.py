@@ -201,7 +201,8 @@ def test_max_steps_invalid(max_steps):
 
 
 def test_max_steps_numpy_integer():
-    sol = fastode.solve(decay(), [1.0], (0.0, 1.0), max_steps=np.int64(3), method="rk4", dt=0.1)
+    with pytest.warns(RuntimeWarning, match="stopped with MAX_STEPS"):
+        sol = fastode.solve(decay(), [1.0], (0.0, 1.0), max_steps=np.int64(3), method="rk4", dt=0.1)
     assert sol.status == Status.MAX_STEPS
     assert sol.stats["n_steps"] == 3
 
@@ -347,7 +348,8 @@ def test_raise_on_failure_success_returns_solution():
 
 
 def test_raise_on_failure_single_trajectory():
-    sol = fastode.solve(decay(), [1.0], (0.0, 10.0), method="rk4", dt=0.1, max_steps=5)
+    with pytest.warns(RuntimeWarning, match="stopped with MAX_STEPS"):
+        sol = fastode.solve(decay(), [1.0], (0.0, 10.0), method="rk4", dt=0.1, max_steps=5)
     assert sol.status == Status.MAX_STEPS
     with pytest.raises(IntegrationError, match="1 of 1 trajectories failed .* MAX_STEPS: used max_steps"):
         sol.raise_on_failure()

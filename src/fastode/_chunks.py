@@ -13,12 +13,12 @@ import mmap
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ._solution import Status, StiffnessWarning
+from ._warnings import warn_user
 
 __all__ = ["CoreJob", "NumbaJob", "available_memory", "run", "warn_if_stiff"]
 
@@ -338,11 +338,10 @@ def _run_chunks(job, layout: _Layout, result: dict, rows: int, progress) -> dict
     except KeyboardInterrupt:
         _mark_interrupted(result, done, job.call["t0"])
         n_left = layout.n - done
-        warnings.warn(
+        warn_user(
             f"fastode.solve was interrupted after {done} of {layout.n} trajectories; "
             f"the other {n_left} have status INTERRUPTED and NaN states",
             RuntimeWarning,
-            stacklevel=4,
         )
     finally:
         bar.close()
@@ -392,17 +391,19 @@ def _mark_interrupted_range(result: dict, start: int, stop: int, t0: float):
         result[name][start:stop] = 0
 
 
-def warn_if_stiff(status, kind: str, method: str, stacklevel: int = 3):
-    """Warn once when trajectories of an adaptive method stopped with
-    MAX_STEPS or STEP_TOO_SMALL, the usual outcome on a stiff system.
+def warn_if_stiff(status, kind: str, method: str):
+    """Warn once when trajectories stopped before t1 for lack of steps.
 
-    Fixed-step methods are skipped: their MAX_STEPS only means the span
-    needs more than max_steps steps of the given dt.
+    For an adaptive method, MAX_STEPS or STEP_TOO_SMALL is the usual outcome
+    on a stiff system, so the warning is a `StiffnessWarning`. For a fixed
+    step it only means the span needs more than max_steps steps of dt.
     """
-    if kind != "adaptive":
-        return
     status = np.atleast_1d(status)
     n_max_steps = int(np.count_nonzero(status == Status.MAX_STEPS))
+    if kind != "adaptive":
+        if n_max_steps:
+            _warn_fixed_step_limit(n_max_steps, status.size, method)
+        return
     n_too_small = int(np.count_nonzero(status == Status.STEP_TOO_SMALL))
     if n_max_steps + n_too_small == 0:
         return
@@ -416,4 +417,13 @@ def warn_if_stiff(status, kind: str, method: str, stacklevel: int = 3):
         "scipy.integrate.solve_ivp(method='Radau' or 'BDF') or diffrax's Kvaerno5. "
         "Otherwise raise max_steps. Solution.failed() lists the trajectories."
     )
-    warnings.warn(msg, StiffnessWarning, stacklevel=stacklevel)
+    warn_user(msg, StiffnessWarning)
+
+
+def _warn_fixed_step_limit(n_stopped: int, n: int, method: str):
+    msg = (
+        f"{n_stopped} of {n} trajectories of the fixed-step method {method!r} stopped "
+        "with MAX_STEPS before t1: the span needs more than max_steps steps of size "
+        "dt. Raise max_steps or dt; Solution.t_final shows where they stopped."
+    )
+    warn_user(msg, RuntimeWarning)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numbers
 import os
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
+
+from ._warnings import warn_user
 
 #: Every method and its kind. Coefficients live in the C++ headers.
 METHODS = {
@@ -181,10 +182,9 @@ def check_tolerances(rtol, atol, dtype: np.dtype, kind: str = "adaptive") -> tup
         msg = "rtol and atol cannot both be 0; pass rtol > 0 or atol > 0"
         raise ValueError(msg)
     if rtol < floor:
-        warnings.warn(
+        warn_user(
             f"rtol={rtol!r} is below 100 * machine epsilon of {dtype}; using {floor!r}",
             UserWarning,
-            stacklevel=3,
         )
         rtol = floor
     return rtol, atol

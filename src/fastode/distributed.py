@@ -20,7 +20,6 @@ Needs the ``dask`` extra: ``pip install fastode[dask]``.
 from __future__ import annotations
 
 import uuid
-import warnings
 
 import numpy as np
 
@@ -30,6 +29,7 @@ from ._solution import Solution
 from ._solve import DEFAULT_MAX_STEPS, _make_solution
 from ._systems import System
 from ._user import UserSystem
+from ._warnings import warn_user
 
 __all__ = ["solve"]
 
@@ -214,12 +214,11 @@ def _gather(client, job, bounds, result, progress, n):
     except KeyboardInterrupt:
         client.cancel(list(futures))
         _mark_interrupted_rows(result, ~done, job.call["t0"])
-        warnings.warn(
+        warn_user(
             f"fastode.distributed.solve was interrupted after {finished} of {n} "
             f"trajectories; the other {n - finished} have status INTERRUPTED and NaN "
             "states",
             RuntimeWarning,
-            stacklevel=3,
         )
     finally:
         bar.close()

@@ -294,7 +294,7 @@ def solve_cupy(
     result = _pipeline.run(cupy, job, device_result=device_result, max_memory=max_memory,
                            out=out, progress=progress, chunk_size=chunk_size)
     status = cupy.asnumpy(result["status"]) if device_result else result["status"]
-    _chunks.warn_if_stiff(status, kind, method, stacklevel=4)
+    _chunks.warn_if_stiff(status, kind, method)
     t = cupy.asarray(t_host) if device_result else t_host
     return _solution(result, t, dense, single, method)
 

@@ -218,7 +218,7 @@ def solve(system, y0, t_span, t_eval, method, kind, dt, rtol, atol, max_steps, d
         arrays = _chunks.run(job, n_out, system.dim, max_memory=max_memory, out=out,
                              progress=progress, chunk_size=chunk_size,
                              min_rows=GPU_MIN_CHUNK_ROWS, target_chunks=GPU_TARGET_CHUNKS)
-    _chunks.warn_if_stiff(_status_on_host(arrays), kind, method, stacklevel=4)
+    _chunks.warn_if_stiff(_status_on_host(arrays), kind, method)
     return _make_solution(arrays, t_out, dense, single, method)
 
 
