@@ -3,6 +3,9 @@ output, the memory budget, the progress bar, Ctrl-C and the stiffness warning.""
 
 from __future__ import annotations
 
+import errno
+import shutil
+
 import numpy as np
 import pytest
 
@@ -453,3 +456,38 @@ def test_tolerance_floor_warning_points_at_caller():
 
 def test_stiffness_warning_is_runtime_warning():
     assert issubclass(fastode.StiffnessWarning, RuntimeWarning)
+
+
+# --- out= sharing storage with the inputs ------------------------------------------
+
+
+def test_out_path_larger_than_disk_raises(tmp_path, monkeypatch):
+    system, y0 = oscillator_batch()
+    free = shutil.disk_usage(tmp_path)._replace(free=1000)
+    monkeypatch.setattr(_chunks.shutil, "disk_usage", lambda folder: free)
+    path = tmp_path / "big.npy"
+    with pytest.raises(OSError, match=r"needs 42\.19 KiB but only 1000 bytes is free") as raised:
+        fastode.solve(system, y0, (0.0, 4.0), t_eval=T_EVAL, out=path)
+    assert raised.value.errno == errno.ENOSPC
+    assert not path.exists()
+
+
+def test_y0_mapped_from_out_file(tmp_path):
+    """Continuing a run from its own output file must read y0 before the file
+    is truncated and rewritten."""
+    path = tmp_path / "chain.npy"
+    decay = fastode.Linear([[-1.0]])
+    fastode.solve(decay, np.ones((1000, 1)), (0.0, 1.0), out=path, chunk_size=100)
+    previous = np.load(path, mmap_mode="r")
+    sol = fastode.solve(decay, previous[:, 0, :], (1.0, 2.0), out=path, chunk_size=100)
+    np.testing.assert_allclose(sol.y, np.exp(-2.0), rtol=1e-5)
+    np.testing.assert_allclose(np.load(path)[:, 0, 0], np.exp(-2.0), rtol=1e-5)
+
+
+def test_y0_overlapping_out_array():
+    """y0 rows that the result overwrites before they are read: out starts one
+    row after y0 in the same buffer."""
+    decay = fastode.Linear([[-1.0]])
+    buffer = np.ones((1001, 1, 1))
+    sol = fastode.solve(decay, buffer[:1000, 0, :], (0.0, 1.0), out=buffer[1:], chunk_size=100)
+    np.testing.assert_allclose(sol.y, np.exp(-1.0), rtol=1e-5)

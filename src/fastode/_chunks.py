@@ -8,9 +8,11 @@ results that are bit-identical to one call on the whole batch.
 
 from __future__ import annotations
 
+import errno
 import math
 import mmap
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -213,6 +215,7 @@ def _allocate(layout: _Layout, out) -> dict:
         y = _check_out_array(out, shape, layout.dtype)
     elif isinstance(out, (str, os.PathLike)):
         path = os.fspath(out)
+        _check_disk_space(path, math.prod(shape) * np.dtype(layout.dtype).itemsize)
         y = np.lib.format.open_memmap(path, mode="w+", dtype=layout.dtype, shape=shape)
     else:
         msg = f"out must be a file path or a NumPy array, got {type(out).__name__}"
@@ -225,6 +228,70 @@ def _allocate(layout: _Layout, out) -> dict:
     for name in PER_ROW_KEYS[2:]:
         result[name] = np.zeros(layout.n, np.int64)
     return result
+
+
+def _check_disk_space(path: str, y_bytes: int):
+    """Raise OSError when the file system of `path` cannot hold the result.
+
+    The .npy file is created sparse, so without this check a run larger than
+    the disk would fill it chunk by chunk and fail late.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    free = shutil.disk_usage(folder).free
+    if os.path.isfile(path):
+        # The old file is truncated first, so its blocks count as free.
+        free += os.path.getsize(path)
+    if y_bytes > free:
+        msg = (
+            f"out={path!r} needs {_gib(y_bytes)} but only {_gib(free)} is free on its "
+            "file system; choose a path on a larger disk, or store fewer output times"
+        )
+        raise OSError(errno.ENOSPC, msg)
+
+
+def _detach_from_out(job, out):
+    """Copy the job's input arrays that share storage with `out`.
+
+    The result is written chunk by chunk while later chunks still read y0, so
+    a y0 read from the same file (or a view of the same array) would be
+    overwritten, and truncating a mapped file crashes the process.
+    """
+    if out is None:
+        return job
+    changes = {}
+    if _shares_storage(job.y0, out):
+        changes["y0"] = job.y0.copy()
+    params = getattr(job, "params", None)
+    if isinstance(params, np.ndarray) and _shares_storage(params, out):
+        changes["params"] = params.copy()
+    args = getattr(job, "args", None)
+    if isinstance(args, dict):
+        copied = {
+            name: value.copy()
+            for name, value in args.items()
+            if isinstance(value, np.ndarray) and _shares_storage(value, out)
+        }
+        if copied:
+            changes["args"] = {**args, **copied}
+    return replace(job, **changes) if changes else job
+
+
+def _shares_storage(array, out) -> bool:
+    if not isinstance(array, np.ndarray):
+        return False
+    if isinstance(out, np.ndarray):
+        return np.shares_memory(array, out)
+    path = os.fspath(out)
+    if not os.path.exists(path):
+        return False
+    base = array
+    while base is not None:
+        filename = getattr(base, "filename", None)
+        if isinstance(base, np.memmap) and filename and os.path.exists(filename):
+            if os.path.samefile(filename, path):
+                return True
+        base = getattr(base, "base", None)
+    return False
 
 
 def _check_out_array(out: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
@@ -305,6 +372,7 @@ def run(
     rows = layout.chunk_rows(max_memory, in_memory, chunk_size, min_rows, target_chunks)
     if in_memory and rows >= layout.n and not progress:
         return {**_run_chunk(job), "n_interrupted": 0}
+    job = _detach_from_out(job, out)
     return _run_chunks(job, layout, _allocate(layout, out), rows, progress)
 
 
