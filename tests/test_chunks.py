@@ -288,18 +288,18 @@ def test_default_budget_is_half_of_available():
         (
             {"max_memory": "1GB"},
             TypeError,
-            "max_memory must be a number of bytes, got str",
+            "max_memory must be a number of bytes, got '1GB'",
         ),
         ({"chunk_size": 0}, ValueError, "chunk_size must be a positive integer, got 0"),
         (
             {"chunk_size": 2.5},
             TypeError,
-            "chunk_size must be a positive integer, got float",
+            "chunk_size must be a positive integer, got 2.5",
         ),
         (
             {"chunk_size": True},
             TypeError,
-            "chunk_size must be a positive integer, got bool",
+            "chunk_size must be a positive integer, got True",
         ),
         (
             {"progress": "yes"},

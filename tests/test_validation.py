@@ -104,15 +104,59 @@ def test_t_span_not_finite(t_span):
         fastode.solve(decay(), [1.0], t_span)
 
 
-@pytest.mark.parametrize("t_span", [1.0, (1.0,), (0.0, 1.0, 2.0)], ids=["scalar", "one", "three"])
+@pytest.mark.parametrize("t_span", [1.0, (1.0,), (0.0, 1.0, 2.0), "ab"], ids=["scalar", "one", "three", "string"])
 def test_t_span_not_a_pair(t_span):
     with pytest.raises(ValueError, match=r"t_span must be a pair \(t0, t1\)"):
         fastode.solve(decay(), [1.0], t_span)
 
 
 def test_t_span_not_numbers():
-    with pytest.raises(TypeError, match="t_span must be a real number"):
+    with pytest.raises(TypeError, match=r"t_span\[0\] must be a real number, got '0'"):
         fastode.solve(decay(), [1.0], ("0", "1"))
+
+
+def test_t_span_one_element_arrays():
+    sol = fastode.solve(decay(), [1.0], [np.array([0.0]), np.array(1.0)], rtol=1e-10)
+    assert sol.y[0] == pytest.approx(np.exp(-1.0), rel=1e-8)
+
+
+def test_t_span_second_end_names_index():
+    with pytest.raises(TypeError, match=r"t_span\[1\] must be a real number, got array"):
+        fastode.solve(decay(), [1.0], [0.0, np.array([1.0, 2.0])])
+
+
+def test_method_name_case_insensitive():
+    sol = fastode.solve(decay(), [1.0], (0.0, 1.0), method="RK4", dt=0.01)
+    assert sol.method == "rk4"
+    assert sol.y[0] == pytest.approx(np.exp(-1.0), rel=1e-8)
+
+
+def test_parameters_copied_at_construction():
+    A = np.array([[-1.0]])
+    system = fastode.Linear(A)
+    A[0, 0] = 5.0
+    k = np.array([1.0, 4.0])
+    oscillator_system = fastode.Oscillator(k=k)
+    k[:] = 0.0
+    assert fastode.solve(system, [1.0], (0.0, 1.0), rtol=1e-10).y[0] == pytest.approx(np.exp(-1.0))
+    sol = fastode.solve(oscillator_system, [[1.0, 0.0]] * 2, (0.0, np.pi), rtol=1e-10)
+    np.testing.assert_allclose(sol.y[:, 0], [np.cos(np.pi), np.cos(2 * np.pi)], atol=1e-7)
+
+
+@pytest.mark.parametrize("mass", [0.0, -1.0, [1.0, 0.0]])
+def test_hamiltonian_mass_not_positive(mass):
+    with pytest.raises(ValueError, match="mass must be > 0, got"):
+        fastode.Hamiltonian("harmonic", mass=mass)
+
+
+def test_linear_too_large_names_limit():
+    with pytest.raises(ValueError, match="Linear is compiled for 1 <= d <= 8, got d = 9"):
+        fastode.solve(fastode.Linear(-np.eye(9)), np.ones(9), (0.0, 1.0))
+
+
+def test_parameter_rows_hint_to_tile_y0():
+    with pytest.raises(ValueError, match=r"pass np.tile\(y0, \(5, 1\)\)"):
+        fastode.solve(fastode.Oscillator(k=np.linspace(1.0, 2.0, 5)), [1.0, 0.0], (0.0, 1.0))
 
 
 def test_t_eval_unsorted():

@@ -134,7 +134,7 @@ def check_max_memory(max_memory) -> int:
     if isinstance(max_memory, (bool, np.bool_)) or not isinstance(
         max_memory, (int, float, np.integer, np.floating)
     ):
-        msg = f"max_memory must be a number of bytes, got {type(max_memory).__name__}"
+        msg = f"max_memory must be a number of bytes, got {max_memory!r}"
         raise TypeError(msg)
     if not math.isfinite(max_memory) or max_memory <= 0:
         msg = f"max_memory must be a positive number of bytes, got {max_memory!r}"
@@ -147,7 +147,7 @@ def check_chunk_size(chunk_size) -> int | None:
         return None
     is_integer = isinstance(chunk_size, (int, np.integer))
     if isinstance(chunk_size, (bool, np.bool_)) or not is_integer:
-        msg = f"chunk_size must be a positive integer, got {type(chunk_size).__name__}"
+        msg = f"chunk_size must be a positive integer, got {chunk_size!r}"
         raise TypeError(msg)
     if chunk_size < 1:
         msg = f"chunk_size must be a positive integer, got {chunk_size}"
@@ -281,6 +281,8 @@ def _shares_storage(array, out) -> bool:
         return False
     if isinstance(out, np.ndarray):
         return np.shares_memory(array, out)
+    if not isinstance(out, (str, os.PathLike)):
+        return False
     path = os.fspath(out)
     if not os.path.exists(path):
         return False

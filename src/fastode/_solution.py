@@ -69,12 +69,15 @@ class Solution:
         reached hold NaN; without it, ``y`` is the state where the trajectory
         stopped, at ``t_final``.
     status : ndarray of int8, shape (N,)
-        A `Status` per trajectory.
+        A `Status` per trajectory; a NumPy scalar when ``y0`` was 1-D.
     t_final : ndarray, shape (N,)
-        Time each trajectory reached: t1 on success, where it stopped otherwise.
+        Time each trajectory reached: t1 on success, where it stopped otherwise
+        (a scalar when ``y0`` was 1-D). Times are kept in the run's dtype, so
+        in float32 a span far from 0 has a coarse time resolution.
     stats : dict of ndarray, shape (N,)
         ``n_steps`` (attempted), ``n_accepted``, ``n_rejected`` and ``n_rhs``
-        (evaluations of f, or of grad V for symplectic methods).
+        (evaluations of f, or of grad V for symplectic methods); scalars when
+        ``y0`` was 1-D.
     method : str
         The method used.
     """

@@ -117,11 +117,13 @@ def solve(
     is explicit, so on a stiff system its step count grows with the fastest
     decay rate times the span, whatever the tolerance.
 
-    A batch runs in chunks of trajectories. Ctrl-C (KeyboardInterrupt) stops
-    the run at the end of the chunk in progress; the call then returns the
-    finished chunks, gives the others status ``INTERRUPTED`` (NaN states,
-    zero step counts, ``t_final`` = t0) and warns with a `RuntimeWarning`.
-    A batch that fits in one chunk raises KeyboardInterrupt as usual.
+    A batch runs in chunks of trajectories. Ctrl-C (KeyboardInterrupt) takes
+    effect when the chunk in progress finishes, because the compiled kernels
+    do not poll for signals; the call then returns the finished chunks,
+    gives the others status ``INTERRUPTED`` (NaN states, zero step counts,
+    ``t_final`` = t0) and warns with a `RuntimeWarning`. A batch that fits in
+    one chunk (by default up to 4096 trajectories) raises KeyboardInterrupt
+    when it ends; pass a smaller `chunk_size` to stop long runs sooner.
 
     Dense output at ``t_eval``: dopri5 and tsit5 use their own fourth-order
     continuous extensions; bs3, the fixed-step and the symplectic methods use

@@ -6,6 +6,9 @@ import numpy as np
 
 __all__ = ["Hamiltonian", "Linear", "Lorenz", "Oscillator", "System"]
 
+#: Largest state dimension of the compiled `Linear` system.
+LINEAR_MAX_DIM = 8
+
 
 class System:
     """Base class of the systems `fastode.solve` integrates.
@@ -52,20 +55,25 @@ def _per_trajectory(name: str, value, n: int, tail: tuple, dtype) -> np.ndarray:
         f"{name} has shape {array.shape}; expected {shared} (shared by all "
         f"trajectories) or {(n, *tail)} (one per trajectory of this batch of {n})"
     )
+    if n == 1 and array.ndim == len(tail) + 1:
+        rows = array.shape[0]
+        msg += f"; to start all {rows} from the same state, pass np.tile(y0, ({rows}, 1))"
     raise ValueError(msg)
 
 
 def _check_scalar_params(params: dict) -> dict:
-    """Check at construction that each parameter is a real scalar or a 1-D
-    array (one value per trajectory), so a bad value fails where it was given
-    rather than at the first solve."""
+    """Return copies of the parameters after checking that each is a real
+    scalar or a 1-D array (one value per trajectory), so a bad value fails
+    where it was given rather than at the first solve."""
     from ._cupy._device import is_device_array
 
+    checked = {}
     for name, value in params.items():
         if is_device_array(value):
             # Checked by backend="cupy" at solve time, without a host copy.
+            checked[name] = value
             continue
-        array = np.asarray(value)
+        array = np.array(value)
         if array.dtype.kind not in "biuf":
             msg = f"{name} must be a real number or a 1-D array of them, got {value!r}"
             raise TypeError(msg)
@@ -75,7 +83,9 @@ def _check_scalar_params(params: dict) -> dict:
                 f"trajectory, got shape {array.shape}"
             )
             raise ValueError(msg)
-    return params
+        # A copy, so later changes to the caller's array do not change the system.
+        checked[name] = array.item() if array.ndim == 0 else array
+    return checked
 
 
 def _rows(value, n: int) -> np.ndarray:
@@ -101,7 +111,7 @@ class Linear(System):
     _kernel = "solve_linear"
 
     def __init__(self, A, b=None):
-        A = np.asarray(A)
+        A = np.array(A)
         if A.ndim not in (2, 3) or A.shape[-1] != A.shape[-2] or A.shape[-1] == 0:
             msg = f"A must have shape (d, d) or (N, d, d) with d >= 1, got {A.shape}"
             raise ValueError(msg)
@@ -109,7 +119,7 @@ class Linear(System):
             msg = f"A must be real, got dtype {A.dtype}; complex systems are not supported"
             raise TypeError(msg)
         self.A = A
-        self.b = None if b is None else self._checked_b(np.asarray(b))
+        self.b = None if b is None else self._checked_b(np.array(b))
 
     def _checked_b(self, b):
         d = self.dim
@@ -127,6 +137,12 @@ class Linear(System):
 
     def _core_arguments(self, n, dtype):
         d = self.dim
+        if d > LINEAR_MAX_DIM:
+            msg = (
+                f"Linear is compiled for 1 <= d <= {LINEAR_MAX_DIM}, got d = {d}; for a "
+                "larger linear system use scipy.linalg.expm"
+            )
+            raise ValueError(msg)
         A = _per_trajectory("A", self.A, n, (d, d), dtype)
         has_b = self.b is not None
         b = _per_trajectory("b", self.b if has_b else np.zeros(d), n, (d,), dtype)
@@ -146,6 +162,15 @@ class Oscillator(System):
 
     Each parameter is a scalar shared by every trajectory or an array of
     shape (N,) with one value per trajectory.
+
+    Parameters
+    ----------
+    k : float or array_like
+        Stiffness over mass; k > 0 oscillates, k < 0 diverges.
+    b : float or array_like, default 0
+        Damping over mass; b² < 4k is underdamped, b² = 4k critical.
+    force, omega : float or array_like, default 0
+        Amplitude and angular frequency of the forcing.
     """
 
     _kernel = "solve_oscillator"
@@ -234,6 +259,17 @@ class Hamiltonian(System):
             raise ValueError(msg)
         self.potential = potential
         self.params = _check_scalar_params({"k": k, "mass": mass})
+        self._check_mass(self.params["mass"])
+
+    @staticmethod
+    def _check_mass(mass):
+        if not isinstance(mass, (float, int, np.ndarray)):
+            return  # a device array, which is not copied to the host to check
+        masses = np.asarray(mass)
+        if not np.all(masses > 0):
+            bad = masses.reshape(-1)[np.flatnonzero(~(masses.reshape(-1) > 0))[0]].item()
+            msg = f"mass must be > 0, got {bad!r}"
+            raise ValueError(msg)
 
     @property
     def dof(self) -> int:

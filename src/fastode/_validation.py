@@ -40,6 +40,8 @@ DTYPES = {np.dtype(np.float32), np.dtype(np.float64)}
 
 
 def check_method(method, system) -> str:
+    if isinstance(method, str):
+        method = method.lower()
     if method not in METHODS:
         msg = f"method must be one of {sorted(METHODS)}, got {method!r}"
         raise ValueError(msg)
@@ -108,15 +110,22 @@ def _real_scalar(name, value) -> float:
     return float(value)
 
 
+def _unwrap_scalar(value):
+    """Return the number inside a 0-d or one-element array, else `value`."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return value.reshape(()).item()
+    return value
+
+
 def check_t_span(t_span) -> tuple[float, float]:
     try:
         values = list(t_span)
     except TypeError:
         values = None
-    if values is None or len(values) != 2:
+    if values is None or isinstance(t_span, str) or len(values) != 2:
         msg = f"t_span must be a pair (t0, t1), got {t_span!r}"
         raise ValueError(msg)
-    t0, t1 = (_real_scalar("t_span", v) for v in values)
+    t0, t1 = (_real_scalar(f"t_span[{i}]", _unwrap_scalar(v)) for i, v in enumerate(values))
     if not (np.isfinite(t0) and np.isfinite(t1)):
         msg = f"t_span must be finite, got {t_span!r}"
         raise ValueError(msg)
