@@ -38,19 +38,24 @@ def run_cli(*args, timeout=300):
     return run_python("-m", "fastode", *args, timeout=timeout)
 
 
-def run_python(*args, timeout=300):
-    """Run ``python ARGS`` with the fastode that pytest imported first on the path."""
+def imported_fastode_env() -> dict:
+    """Return os.environ with the fastode that pytest imported first on the path."""
     package_root = str(Path(fastode.__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [package_root, env.get("PYTHONPATH")])
     )
+    return env
+
+
+def run_python(*args, timeout=300):
+    """Run ``python ARGS`` with the fastode that pytest imported."""
     return subprocess.run(
         [sys.executable, *args],
         capture_output=True,
         text=True,
         encoding="utf-8",
-        env=env,
+        env=imported_fastode_env(),
         timeout=timeout,
         check=False,
     )
@@ -144,6 +149,27 @@ def test_demo_rejects_too_few_trajectories():
     assert result.returncode == 2
     assert "--n" in result.stderr
     assert "integer >= 3" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--threads", "100000", "threads must be at most"), ("--seed", "-1", "integer >= 0")],
+)
+def test_demo_rejects_bad_option(option, value, message):
+    result = run_cli("demo", "--n", "3", option, value)
+    assert result.returncode == 2
+    assert option in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_info_into_closed_pipe_is_quiet():
+    """`fastode info | head -1` must not print a BrokenPipeError traceback.
+    `true` exits before Python starts, so every write meets a closed pipe."""
+    command = f"{sys.executable} -m fastode info | true"
+    result = subprocess.run(command, shell=True, capture_output=True, text=True,
+                            env=imported_fastode_env(), timeout=120, check=False)
+    assert "Traceback" not in result.stderr
 
 
 def test_info_lists_methods_and_backends():

@@ -10,6 +10,7 @@ import argparse
 import datetime
 import importlib
 import json
+import os
 import sys
 import time
 
@@ -17,7 +18,7 @@ from . import __version__, _bench, _core
 from ._demo import ATOL, DT, RTOL, T1, CaseResult, run_cases
 from ._info import info
 from ._systems import POTENTIALS
-from ._validation import METHODS
+from ._validation import METHODS, check_threads
 
 #: Smallest --n: the damped oscillator needs one trajectory per regime.
 MIN_TRAJECTORIES = 3
@@ -44,6 +45,20 @@ def _thread_count(text: str) -> int:
         value = None
     if value is None or value < 1:
         msg = f"expected an integer >= 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    try:
+        return check_threads(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 0:
+        msg = f"expected an integer >= 0, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
 
@@ -84,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--seed",
-        type=int,
+        type=_seed,
         default=0,
         help="seed of the random initial states and parameters (default 0)",
     )
@@ -357,7 +372,14 @@ def _run_bench(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``fastode`` command line with ``argv`` and return the exit code."""
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except BrokenPipeError:
+        # The reader of stdout closed it (`fastode info | head`). Point stdout
+        # at /dev/null so that flushing at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
