@@ -6,12 +6,18 @@ every test and each (system, method) kernel compiles once.
 """
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastode
 from fastode._numba import _cpu
+
+SOURCE = Path(fastode.__file__).resolve().parent.parent
 
 FIXED = ["euler", "midpoint", "heun", "rk4"]
 ADAPTIVE = ["bs3", "dopri5", "tsit5"]
@@ -248,3 +254,39 @@ def test_reference_rhs_matches_function():
     y = np.array([[1.0, 2.0], [3.0, -1.0]])
     dy = oscillator([2.0, 0.5]).rhs(0.0, y)
     np.testing.assert_allclose(dy, [[2.0, -3.0], [-1.0, -5.5]])
+
+
+# --- on-disk cache ---------------------------------------------------------------------
+
+CACHE_SCRIPT = """
+import sys
+import numpy as np
+import fastode
+from fastode._numba import compile_report
+sys.path.insert(0, sys.argv[1])
+from decay_module import decay
+sol = fastode.solve(decay, [1.0], (0.0, 1.0), method="rk4", dt=0.1, backend="numba")
+seconds, cached = compile_report(decay, "rk4")
+print(int(cached), abs(float(sol.y[0]) - float(np.exp(-1.0))) < 1e-5)
+"""
+
+DECAY_MODULE = """
+import fastode
+
+@fastode.ode(dim=1)
+def decay(t, y, dy, p):
+    dy[0] = -y[0]
+"""
+
+
+def test_second_process_loads_cached_kernel(tmp_path):
+    (tmp_path / "decay_module.py").write_text(DECAY_MODULE)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env["PYTHONPATH"] = os.pathsep.join([str(SOURCE), env.get("PYTHONPATH", "")])
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", CACHE_SCRIPT, str(tmp_path)], env=env,
+                              capture_output=True, text=True, timeout=600, check=True)
+        outputs.append(done.stdout.split())
+    assert outputs[0] == ["0", "True"]
+    assert outputs[1] == ["1", "True"]

@@ -280,3 +280,67 @@ def test_infinite_row_gives_non_finite_status():
 def test_bad_dimension_rejected():
     with pytest.raises(ValueError, match="dim"):
         fastode.ode(lambda t, y, dy, p: None, dim=0)
+
+
+# --- user functions that fail during the run ------------------------------------------------
+
+
+@fastode.ode(dim=1, boundscheck=True)
+def indexes_past_end_later(t, y, dy, p):
+    """Writes dy[1] of a one-component state once t passes 0.5, long after the
+    probe at t0."""
+    dy[0] = -y[0]
+    if t > 0.5:
+        dy[1] = 0.0
+
+
+@fastode.ode(dim=1)
+def unchecked_decay(t, y, dy, p):
+    dy[0] = -y[0]
+
+
+@fastode.ode(dim=1)
+def raises_below_half(t, y, dy, p):
+    """dy/dt = -y, raising once y falls below 0.5."""
+    if y[0] < 0.5:
+        raise ValueError("state fell below one half")
+    dy[0] = -y[0]
+
+
+@pytest.mark.parametrize(("method", "options"), [("rk4", {"dt": 0.1}), ("dopri5", {})])
+def test_late_index_error_names_function(method, options):
+    with pytest.raises(IndexError, match="indexes_past_end_later indexed an array out of range"):
+        solve(indexes_past_end_later, np.ones((100, 1)), (0.0, 1.0), method, threads=2,
+              **options)
+
+
+def test_unchecked_function_integrates():
+    sol = solve(unchecked_decay, [[1.0], [2.0]], (0.0, 1.0), "rk4", dt=0.01)
+    np.testing.assert_allclose(sol.y[:, 0], [math.exp(-1.0), 2 * math.exp(-1.0)], rtol=1e-9)
+
+
+def test_boundscheck_must_be_bool():
+    with pytest.raises(TypeError, match="boundscheck must be True or False, got 'yes'"):
+        fastode.ode(lambda t, y, dy, p: None, dim=1, boundscheck="yes")
+
+
+@pytest.mark.parametrize(("method", "options"), [("rk4", {"dt": 0.01}), ("dopri5", {})])
+def test_raising_function_named(method, options):
+    # One row of 200 reaches y < 0.5 (at t = ln 2); the others stay above it.
+    y0 = np.full((200, 1), 2.0)
+    y0[150] = 1.0
+    with pytest.raises(ValueError, match="raises_below_half raised ValueError during the run: "
+                                         "state fell below one half"):
+        solve(raises_below_half, y0, (0.0, 1.0), method, threads=3, **options)
+
+
+@pytest.mark.parametrize(("method", "options"), [("rk4", {"dt": 0.01}), ("dopri5", {})])
+def test_raising_function_leaves_kernel_usable(method, options):
+    y0 = np.full((200, 1), 2.0)
+    y0[7] = 1.0
+    with pytest.raises(ValueError, match="raises_below_half"):
+        solve(raises_below_half, y0, (0.0, 1.0), method, threads=2, **options)
+    sol = solve(raises_below_half, np.full((200, 1), 2.0), (0.0, 0.5), method, threads=2,
+                **options)
+    np.testing.assert_array_equal(sol.status, Status.SUCCESS)
+    np.testing.assert_allclose(sol.y[:, 0], 2 * math.exp(-0.5), rtol=1e-6)

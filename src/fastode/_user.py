@@ -15,7 +15,7 @@ from ._systems import System
 __all__ = ["UserSystem", "ode", "ode_hamiltonian"]
 
 
-def ode(fn=None, *, dim, n_params=0, separable=None, params=None):
+def ode(fn=None, *, dim, n_params=0, separable=None, params=None, boundscheck=False):
     """Wrap a Python right-hand side f(t, y, dy, p) as a fastode system.
 
     Use it as a decorator, ``@fastode.ode(dim=2, n_params=1)``, or as a call,
@@ -44,6 +44,14 @@ def ode(fn=None, *, dim, n_params=0, separable=None, params=None):
         Parameter values: one row shared by every trajectory, or one row per
         trajectory. They can also be given later, ``system(params)``, which
         returns a new system that reuses the compiled kernels.
+    boundscheck : bool
+        Check every index during the run on ``backend="numba"``, so an index
+        out of range in ``fn`` raises `IndexError` naming ``fn``. Off by
+        default because it slows the kernels: by about 1.2x to 1.6x in
+        ``benchmarks/test_numba_backend.py`` (2 shared cores, estimates
+        under load). With False, an index that goes out of range after the
+        check at t0 (see Notes) reads or writes arbitrary memory and can
+        crash the interpreter. Turn it on while developing ``fn``.
 
     Returns
     -------
@@ -68,18 +76,25 @@ def ode(fn=None, *, dim, n_params=0, separable=None, params=None):
     of y0 with bounds checking on. A function that does not compile, indexes
     out of range, leaves a component of ``dy`` unwritten or returns a value
     raises `TypeError` or `ValueError` naming it, before any integration.
-    The run itself has no bounds checks, so an index that goes out of range
-    only later in the run reads or writes arbitrary memory and can crash the
-    interpreter. Exceptions raised by ``fn`` during the run stop the whole
-    call, and integer division by zero gives 0 (Numba's NumPy error model).
-    Kernels compile once per (function,
-    method, dtype, dim) and are cached on disk when the function is defined
-    in a source file (Numba's ``cache=True``). As with any Numba function,
-    global variables read by ``fn`` are frozen at compile time, and the disk
-    cache does not notice when they change: pass such values in ``params``.
-    ``p`` is a view of the parameter array, so ``fn`` may write to it (for
-    example to record the times it was called at), but writes to a row
-    shared by all trajectories race between threads.
+    During the run on the CPU, an index out of range raises `IndexError`
+    only with ``boundscheck=True``, and an exception raised by ``fn`` is
+    raised again with ``fn``'s name and message. Either stops the whole call:
+    the threads finish their current ranges of trajectories, and no
+    `Solution` is returned. ``backend="numba-cuda"`` has no bounds checks.
+    Integer division by zero gives 0 (Numba's NumPy error model).
+
+    The CPU kernels advance blocks of 64 trajectories in lock step and call
+    ``fn`` on one column of each block after another, which LLVM vectorizes
+    across the trajectories when ``fn`` is straight-line code. Kernels
+    compile once per (function, method, dtype, dim), which takes tens of
+    seconds for the adaptive methods, and are cached on disk when the
+    function is defined in a source file (Numba's ``cache=True``). As with
+    any Numba function, global variables read by ``fn`` are frozen at
+    compile time, and the disk cache does not notice when they change: pass
+    such values in ``params``. ``fn`` may write to ``p``, for example to
+    record the times it was called at. On the CPU each block works on a copy
+    of its rows and writes it back when the block ends, so a row shared by
+    all trajectories ends with the writes of one of them.
 
     Examples
     --------
@@ -94,7 +109,8 @@ def ode(fn=None, *, dim, n_params=0, separable=None, params=None):
     """
     if fn is None:
         return lambda function: ode(function, dim=dim, n_params=n_params,
-                                    separable=separable, params=params)
+                                    separable=separable, params=params,
+                                    boundscheck=boundscheck)
     dim = _check_count("dim", dim, minimum=1)
     n_params = _check_count("n_params", n_params, minimum=0)
     _check_callable("fn", fn)
@@ -111,11 +127,11 @@ def ode(fn=None, *, dim, n_params=0, separable=None, params=None):
         _check_callable("dV_dq", separable[1])
         functions.update(dT_dp=separable[0], dV_dq=separable[1])
         dof = dim // 2
-    compiled = _Compiled(functions, dim, n_params, dof)
+    compiled = _Compiled(functions, dim, n_params, dof, boundscheck)
     return UserSystem(compiled, params)
 
 
-def ode_hamiltonian(dT_dp, dV_dq, *, dof, n_params=0, params=None):
+def ode_hamiltonian(dT_dp, dV_dq, *, dof, n_params=0, params=None, boundscheck=False):
     """Build a separable Hamiltonian system H(q, p) = T(p) + V(q) from its gradients.
 
     The state is ``(q, p)``, of length ``2 dof``, and dy/dt = (dT/dp, -dV/dq).
@@ -131,7 +147,7 @@ def ode_hamiltonian(dT_dp, dV_dq, *, dof, n_params=0, params=None):
         ``dV_dq(q, out, p)`` writes the gradient of V at the positions.
     dof : int
         Degrees of freedom.
-    n_params, params
+    n_params, params, boundscheck
         As in `ode`.
 
     Notes
@@ -145,7 +161,7 @@ def ode_hamiltonian(dT_dp, dV_dq, *, dof, n_params=0, params=None):
     _check_callable("dT_dp", dT_dp)
     _check_callable("dV_dq", dV_dq)
     functions = {"dT_dp": dT_dp, "dV_dq": dV_dq}
-    return UserSystem(_Compiled(functions, 2 * dof, n_params, dof), params)
+    return UserSystem(_Compiled(functions, 2 * dof, n_params, dof, boundscheck), params)
 
 
 class UserSystem(System):
@@ -272,8 +288,12 @@ class _Compiled:
     """The user functions of one `fastode.ode` call and their Numba builds,
     shared by every `UserSystem` made from it."""
 
-    def __init__(self, functions, dim, n_params, dof):
+    def __init__(self, functions, dim, n_params, dof, boundscheck=False):
+        if not isinstance(boundscheck, bool):
+            msg = f"boundscheck must be True or False, got {boundscheck!r}"
+            raise TypeError(msg)
         self.python = {role: getattr(fn, "py_func", fn) for role, fn in functions.items()}
+        self.boundscheck = boundscheck
         self.dim = dim
         self.n_params = n_params
         self.dof = dof

@@ -41,6 +41,9 @@ def enable(dispatcher: Dispatcher) -> bool:
         key = fingerprint(dispatcher.py_func)
     except Unfingerprintable:
         return False
+    # The options (boundscheck, parallel) change the machine code but not the
+    # bytecode, so they are part of the key.
+    key += repr(sorted(dispatcher.targetoptions.items()))
     dispatcher._cache = ClosureCache(dispatcher.py_func, key)
     return True
 

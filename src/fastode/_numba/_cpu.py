@@ -1,21 +1,23 @@
-"""CPU kernels for user right-hand sides: `numba.njit(parallel=True)` loops
-with `prange` over blocks of trajectories."""
+"""CPU kernels for user right-hand sides: `numba.njit(nogil=True)` loops over
+tasks of lane blocks (see `_blocks`), called from a thread pool."""
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 
-import numba
 import numpy as np
-from numba import prange
 
 from .. import _core
-from . import _steps
+from . import _blocks, _steps
 from ._compile import cpu_jit
 
-#: Lanes of a fixed-step block: one 512-bit register of float64, the width
-#: the C++ core uses, so the stage sums run over contiguous memory.
-FIXED_STEP_LANES = 8
+#: Trajectories per lane block. Eight float64 fill one 512-bit register.
+LANES = 64
+
+#: Lane blocks per parallel task, so each task allocates its scratch arrays
+#: once for several blocks.
+BLOCKS_PER_TASK = 16
 
 _kernels: dict = {}
 
@@ -36,86 +38,151 @@ def kernel(system, method: str, kind: str, dtype: np.dtype):
 
 
 class CompiledKernel:
-    """A Numba kernel and the seconds its first call took (compile included)."""
+    """A Numba kernel over a range of tasks, and the seconds its first call
+    took.
+
+    The first call runs one task on the calling thread, so
+    ``first_call_seconds`` is dominated by Numba's compilation, or by loading
+    the build from the on-disk cache.
+    """
 
     def __init__(self, function, kind):
         self.function = function
         self.kind = kind
         self.first_call_seconds = None
 
-    def __call__(self, *args):
-        if self.first_call_seconds is not None:
-            return self.function(*args)
-        start = time.perf_counter()
-        result = self.function(*args)
-        self.first_call_seconds = time.perf_counter() - start
-        return result
+    def __call__(self, *args, n, threads):
+        """Run the kernel on trajectories 0 .. n - 1 with `threads` threads.
+
+        The kernel is compiled with ``nogil=True`` and called on contiguous
+        ranges of tasks from a thread pool, not with ``prange``, because an
+        exception raised inside a ``prange`` loop (an IndexError from
+        ``boundscheck``, or one raised by the user function) is not reliably
+        propagated by Numba's parallel backend.
+        """
+        n_tasks = -(-n // (LANES * BLOCKS_PER_TASK))
+        done = 0
+        if self.first_call_seconds is None and n_tasks > 0:
+            start = time.perf_counter()
+            self.function(*args, 0, 1)
+            self.first_call_seconds = time.perf_counter() - start
+            done = 1
+        # Several ranges per thread, taken in turn, balance adaptive runs
+        # whose trajectories differ in cost.
+        n_ranges = min(n_tasks - done, 4 * threads)
+        if n_ranges <= 0:
+            return
+        bounds = np.linspace(done, n_tasks, n_ranges + 1).astype(np.int64)
+        ranges = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+        if threads == 1:
+            for first, stop in ranges:
+                self.function(*args, first, stop)
+            return
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            futures = [pool.submit(self.function, *args, first, stop)
+                       for first, stop in ranges]
+            # Every range finishes before an error is raised, so no thread
+            # still writes to the outputs after this call returns.
+            wait(futures)
+        for future in futures:
+            future.result()
 
 
 def _build(system, method, kind, dtype):
     cache = system._cacheable
-    jit = cpu_jit(cache, inline="always")
+    # Numba inlines the user function into the kernel before lowering, so
+    # the kernel's boundscheck option decides whether its indexing is checked.
+    checks = system._compiled.boundscheck
+    jit = cpu_jit(cache, inline="always", boundscheck=checks)
     rhs = system._cpu_function("rhs")
     common = _steps.build_common(jit, dtype)
+    dim, n_params = system.dim, system.n_params
     if kind == "adaptive":
-        adaptive_one, stages = _steps.build_adaptive(jit, rhs, _steps.method_tableau(method),
-                                                     common, dtype)
-        return _adaptive_kernel(adaptive_one, stages, cache)
+        block, stages = _blocks.build_adaptive_block(
+            jit, rhs, _steps.method_tableau(method), common, dtype, LANES, dim, n_params)
+        return _adaptive_kernel(block, stages, dim, n_params, cache, checks)
     if kind == "symplectic":
-        step, evals = _steps.build_symplectic_step(
+        step, evals = _blocks.build_symplectic_step(
             jit, system._cpu_function("dV_dq"), system._cpu_function("dT_dp"), system.dof,
-            method, _core.symplectic_weights(), dtype)
+            method, _core.symplectic_weights(), dtype, LANES)
         stages = 1
     else:
-        step, stages = _steps.build_rk_step(jit, rhs, _steps.method_tableau(method), dtype,
-                                             FIXED_STEP_LANES, system.dim)
+        step, stages = _blocks.build_rk_step(jit, rhs, _steps.method_tableau(method), dtype,
+                                              LANES, dim)
         evals = stages
-    fixed_block = _steps.build_fixed_block(jit, step, evals, rhs, common, dtype)
-    return _fixed_kernel(fixed_block, stages, cache)
+    block = _blocks.build_fixed_block(jit, step, evals, rhs, common, dtype, LANES, dim,
+                                      n_params)
+    return _fixed_kernel(block, stages, dim, n_params, cache, checks)
 
 
-def _fixed_kernel(fixed_block, stages, cache):
-    lanes = FIXED_STEP_LANES
+def _fixed_kernel(fixed_block, stages, dim, n_params, cache, boundscheck):
+    lanes, per_task = LANES, BLOCKS_PER_TASK
 
-    @cpu_jit(cache, parallel=True)
+    @cpu_jit(cache, nogil=True, boundscheck=boundscheck)
     def fixed_kernel(y0, params, pstride, t_eval, t0, t1, dt, n_grid, max_steps, y_out,
-                     t_final, status, n_steps, n_rhs):
-        n, dim = y0.shape
+                     t_final, status, n_steps, n_rhs, task_start, task_stop):
+        n = y0.shape[0]
         dtype = y0.dtype
-        for block in prange((n + lanes - 1) // lanes):
-            first = block * lanes
-            count = min(lanes, n - first)
-            y = np.empty((lanes, dim), dtype)
-            y1 = np.empty((lanes, dim), dtype)
-            k = np.empty((stages, lanes, dim), dtype)
-            fa = np.empty((lanes, dim), dtype)
-            fb = np.empty((lanes, dim), dtype)
-            rows = np.empty(lanes, np.int64)
+        n_blocks = (n + lanes - 1) // lanes
+        for task in range(task_start, task_stop):
+            y = np.empty((dim, lanes), dtype)
+            y1 = np.empty((dim, lanes), dtype)
+            k = np.empty((stages, dim, lanes), dtype)
+            fa = np.empty((dim, lanes), dtype)
+            fb = np.empty((dim, lanes), dtype)
+            p = np.empty((n_params, lanes), dtype)
+            code = np.empty(lanes, np.int8)
+            written = np.empty(lanes, np.int64)
             lane_t = np.empty(lanes, dtype)
-            lane_status = np.empty(lanes, np.int8)
             lane_steps = np.empty(lanes, np.int64)
             lane_rhs = np.empty(lanes, np.int64)
-            lane_written = np.empty(lanes, np.int64)
-            fixed_block(first, count, y0, params, pstride, t_eval, t0, t1, dt, n_grid,
-                        max_steps, y_out, t_final, status, n_steps, n_rhs, y, y1, k, fa,
-                        fb, rows, lane_t, lane_status, lane_steps, lane_rhs, lane_written)
+            probe = np.empty(lanes, dtype)
+            for block in range(task * per_task, min(n_blocks, (task + 1) * per_task)):
+                first = block * lanes
+                fixed_block(first, min(lanes, n - first), y0, params, pstride, t_eval, t0,
+                            t1, dt, n_grid, max_steps, y_out, t_final, status, n_steps,
+                            n_rhs, y, y1, k, fa, fb, p, code, written, lane_t, lane_steps,
+                            lane_rhs, probe)
 
     return fixed_kernel
 
 
-def _adaptive_kernel(adaptive_one, stages, cache):
-    @cpu_jit(cache, parallel=True)
+def _adaptive_kernel(adaptive_block, stages, dim, n_params, cache, boundscheck):
+    lanes, per_task = LANES, BLOCKS_PER_TASK
+
+    @cpu_jit(cache, nogil=True, boundscheck=boundscheck)
     def adaptive_kernel(y0, params, pstride, t_eval, t0, t1, dt0, rtol, atol, max_steps,
                         controller, y_out, t_final, status, n_steps, n_accepted,
-                        n_rejected, n_rhs):
-        n, dim = y0.shape
+                        n_rejected, n_rhs, task_start, task_stop):
+        n = y0.shape[0]
         dtype = y0.dtype
-        for i in prange(n):
-            y = np.empty(dim, dtype)
-            y1 = np.empty(dim, dtype)
-            k = np.empty((stages, dim), dtype)
-            adaptive_one(i, y0, params, pstride, t_eval, t0, t1, dt0, rtol, atol,
-                         max_steps, controller, y_out, t_final, status, n_steps,
-                         n_accepted, n_rejected, n_rhs, y, y1, k)
+        n_blocks = (n + lanes - 1) // lanes
+        for task in range(task_start, task_stop):
+            y = np.empty((dim, lanes), dtype)
+            y1 = np.empty((dim, lanes), dtype)
+            k = np.empty((stages, dim, lanes), dtype)
+            p = np.empty((n_params, lanes), dtype)
+            code = np.empty(lanes, np.int8)
+            written = np.empty(lanes, np.int64)
+            active = np.empty(lanes, np.bool_)
+            t = np.empty(lanes, dtype)
+            dt = np.empty(lanes, dtype)
+            dt_try = np.empty(lanes, dtype)
+            norm = np.empty(lanes, dtype)
+            past = np.empty(lanes, np.bool_)
+            err_prev = np.empty(lanes, dtype)
+            rejected_last = np.empty(lanes, np.bool_)
+            steps = np.empty(lanes, np.int64)
+            accepted = np.empty(lanes, np.int64)
+            rejected = np.empty(lanes, np.int64)
+            evals = np.empty(lanes, np.int64)
+            results = (y_out, t_final, status, n_steps, n_accepted, n_rejected, n_rhs)
+            lane_state = (code, written, active, t, dt, dt_try, norm, past, err_prev,
+                          rejected_last, steps, accepted, rejected, evals)
+            for block in range(task * per_task, min(n_blocks, (task + 1) * per_task)):
+                first = block * lanes
+                adaptive_block(first, min(lanes, n - first), y0, params, pstride, t_eval,
+                               t0, t1, dt0, rtol, atol, max_steps, controller, results, y,
+                               y1, k, p, lane_state)
 
     return adaptive_kernel

@@ -10,9 +10,9 @@ The callers allocate the scratch arrays (NumPy on the CPU,
 
 The semantics follow the C++ drivers in ``cpp/include/fastode/integrate.hpp``
 line for line: the same step grid, error norm, controller, initial step
-guess, cubic Hermite dense output, statuses and statistics. A block of W
-lanes advances in lock step for fixed-step methods, so the stage sums run
-over contiguous memory; adaptive methods advance one trajectory at a time.
+guess, cubic Hermite dense output, statuses and statistics. The CUDA kernels
+use the drivers here with one trajectory per thread. The CPU kernels use the
+lane-block drivers of `_blocks`, which share the helpers built here.
 """
 
 from __future__ import annotations
@@ -319,10 +319,18 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype):
     return fixed_block
 
 
-def build_adaptive(jit, rhs, tableau, common, dtype):
-    """Compile the driver that integrates trajectory n with an embedded pair,
-    its own step size and the error-norm controller."""
-    cmin, cmax, row_is_finite, reached, write_outputs, write_initial_outputs, finish = common
+class AdaptiveParts:
+    """The compiled pieces of an embedded pair that the one-trajectory driver
+    here and the CPU lane-block driver in `_blocks` share."""
+
+    def __init__(self, **parts):
+        self.__dict__.update(parts)
+
+
+def build_adaptive_parts(jit, rhs, tableau, common, dtype):
+    """Compile the step-size controller, the initial step guess and the dense
+    output of an embedded pair."""
+    cmin, cmax, _, reached = common[:4]
     a = np.asarray(tableau["a"], dtype=dtype)
     b = np.asarray(tableau["b"], dtype=dtype)
     b_err = np.asarray(tableau["b_err"], dtype=dtype)
@@ -333,7 +341,6 @@ def build_adaptive(jit, rhs, tableau, common, dtype):
     zero, one, hundred = real(0), real(1), real(100)
     exponent = one / real(error_order + 1)
     safety, factor_min, factor_max = real(SAFETY), real(FACTOR_MIN), real(FACTOR_MAX)
-    err_prev_min = real(ERR_PREV_MIN)
     pi_err, pi_prev = real(-0.7) / real(error_order + 1), real(0.4) / real(error_order + 1)
     i_err = real(-1) / real(error_order + 1)
     tiny_d, tiny_d12, tiny_h0 = real(1e-5), real(1e-15), real(1e-6)
@@ -422,6 +429,26 @@ def build_adaptive(jit, rhs, tableau, common, dtype):
         h = cmin(h, span)
         # A non-finite probe leaves h NaN, and the first step then fails.
         return direction * h
+
+    return AdaptiveParts(
+        stages=stages, a=a, b=b, b_err=b_err, c=c, has_dense=has_dense,
+        write_dense_outputs=write_dense_outputs, step_factor=step_factor,
+        min_step=min_step, initial_step=initial_step,
+    )
+
+
+def build_adaptive(jit, rhs, tableau, common, dtype):
+    """Compile the driver that integrates trajectory n with an embedded pair,
+    its own step size and the error-norm controller."""
+    cmin, cmax, row_is_finite, _, write_outputs, write_initial_outputs, finish = common
+    parts = build_adaptive_parts(jit, rhs, tableau, common, dtype)
+    a, b, b_err, c, stages = parts.a, parts.b, parts.b_err, parts.c, parts.stages
+    has_dense = parts.has_dense
+    write_dense_outputs, step_factor = parts.write_dense_outputs, parts.step_factor
+    min_step, initial_step = parts.min_step, parts.initial_step
+    real = numba_real(dtype)
+    zero, one = real(0), real(1)
+    err_prev_min, factor_min = real(ERR_PREV_MIN), real(FACTOR_MIN)
 
     @jit
     def rk_stages(t, dt, y, k, y1, p):

@@ -1,0 +1,429 @@
+"""Lane-block integration loops for the CPU: W trajectories advance in lock
+step, as in the C++ drivers of ``cpp/include/fastode/integrate.hpp``.
+
+A block stores its states as (dim, W) arrays and its stages as
+(stages, dim, W), so lane l's state is the column ``y[:, l]``. The user's
+right-hand side, inlined, is called in a ``for lane in range(W)`` loop on
+such columns. W and dim are compile-time constants, so every loop over lanes
+has unit stride and a fixed trip count, and LLVM vectorizes it across lanes
+(one SIMD lane per trajectory). Adaptive methods give each lane its own t,
+dt and accept flag.
+
+Per lane, the arithmetic is that of the one-trajectory drivers in `_steps`,
+operation for operation, so a trajectory's result does not depend on the
+other trajectories of its block.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._steps import (
+    ERR_PREV_MIN,
+    FACTOR_MIN,
+    MAX_STEPS,
+    NON_FINITE,
+    STEP_TOO_SMALL,
+    SUCCESS,
+    build_adaptive_parts,
+    numba_real,
+    symplectic_coefficients,
+)
+
+
+def stage_source(name, stages, lanes, dim, per_lane):
+    """Return Python source of ``make(rhs, a, b, c, zero)``, which returns a
+    function that computes the stages and the new state of a block.
+
+    The stages are written out one after another, so every sum over earlier
+    stages has a fixed length and the innermost loop is the lane loop, which
+    LLVM vectorizes. A loop over stages would leave ``for j in range(s)``,
+    whose trip count is not a constant, as the innermost loop. (Accumulating
+    the sums in memory with the lane loop innermost instead measured about
+    4x slower.) Each sum starts from zero and adds the stages in order, as
+    the one-trajectory drivers do, so the rounding is the same.
+    """
+    h = "dt[lane]" if per_lane else "dt"
+    t = "t[lane]" if per_lane else "t"
+    lines = [
+        "def make(rhs, a, b, c, zero):",
+        f"    def {name}(t, dt, y, y1, k, p):",
+    ]
+    if not per_lane:
+        lines += [
+            f"        for lane in range({lanes}):",
+            "            rhs(t, y[:, lane], k[0, :, lane], p[:, lane])",
+        ]
+
+    def combine(coefficient, count):
+        terms = "".join(f" + {coefficient(j)} * k[{j}, i, lane]" for j in range(count))
+        return [
+            f"        for i in range({dim}):",
+            f"            for lane in range({lanes}):",
+            f"                y1[i, lane] = y[i, lane] + {h} * (zero{terms})",
+        ]
+
+    for s in range(1, stages):
+        lines += combine(lambda j, s=s: f"a[{s}, {j}]", s)
+        lines += [
+            f"        for lane in range({lanes}):",
+            f"            rhs({t} + c[{s}] * {h}, y1[:, lane], k[{s}, :, lane], p[:, lane])",
+        ]
+    lines += combine(lambda j: f"b[{j}]", stages)
+    lines += [f"    return {name}", ""]
+    return "\n".join(lines)
+
+
+def compile_stages(jit, rhs, tableau, dtype, lanes, dim, per_lane):
+    """Compile the stage function of `stage_source` for a tableau; return it
+    and the number of stages."""
+    a = np.asarray(tableau["a"], dtype=dtype)
+    b = np.asarray(tableau["b"], dtype=dtype)
+    c = np.asarray(tableau["c"], dtype=dtype)
+    stages = len(b)
+    name = "block_stages" if per_lane else "rk_step"
+    source = stage_source(name, stages, lanes, dim, per_lane)
+    # Compiled under this file's name, so Numba's on-disk cache can locate it.
+    namespace = {"__name__": __name__}
+    exec(compile(source, __file__, "exec"), namespace)  # noqa: S102
+    function = namespace["make"](rhs, a, b, c, numba_real(dtype)(0))
+    return jit(function), stages
+
+
+def build_rk_step(jit, rhs, tableau, dtype, lanes, dim):
+    """Compile one explicit Runge-Kutta step of a block whose lanes share t
+    and dt; k[0] ends as f(t, y) and y1 as the new state."""
+    return compile_stages(jit, rhs, tableau, dtype, lanes, dim, per_lane=False)
+
+
+def build_symplectic_step(jit, dV_dq, dT_dp, dof, method, weights, dtype, lanes):
+    """Compile one step of a symplectic method for H = T(p) + V(q) on a block:
+    y1 = y advanced by dt. Scratch k[0] receives the gradients."""
+    kicks_list, drifts_list, evals = symplectic_coefficients(method, weights)
+    kicks = np.asarray(kicks_list, dtype=dtype)
+    drifts = np.asarray(drifts_list, dtype=dtype)
+    n_drifts = len(drifts_list)
+    dim = 2 * dof
+
+    @jit
+    def kick(y1, g, p, h):
+        # p -= h dV/dq(q)
+        for lane in range(lanes):
+            dV_dq(y1[:dof, lane], g[:dof, lane], p[:, lane])
+        for i in range(dof):
+            for lane in range(lanes):
+                y1[dof + i, lane] -= h * g[i, lane]
+
+    @jit
+    def drift(y1, g, p, h):
+        # q += h dT/dp(p)
+        for lane in range(lanes):
+            dT_dp(y1[dof:, lane], g[:dof, lane], p[:, lane])
+        for i in range(dof):
+            for lane in range(lanes):
+                y1[i, lane] += h * g[i, lane]
+
+    @jit
+    def symplectic_step(t, dt, y, y1, k, p):
+        for i in range(dim):
+            for lane in range(lanes):
+                y1[i, lane] = y[i, lane]
+        kick(y1, k[0], p, kicks[0] * dt)
+        for m in range(n_drifts):
+            drift(y1, k[0], p, drifts[m] * dt)
+            if m + 1 < kicks.shape[0]:
+                kick(y1, k[0], p, kicks[m + 1] * dt)
+
+    return symplectic_step, evals
+
+
+def build_load_block(jit, common, lanes, dim, n_params):
+    """Compile the loader of a block: states and parameter rows as columns,
+    the lane bookkeeping reset, and the outputs at t0 stored.
+
+    Padding lanes (count < W) repeat the last real trajectory, so they never
+    change a real lane's result.
+    """
+    row_is_finite, write_initial_outputs = common[2], common[5]
+
+    @jit
+    def load_block(first, count, y0, params, pstride, t_eval, t0, y_out, y, p, code,
+                   written):
+        for lane in range(lanes):
+            source = first + (lane if lane < count else count - 1)
+            row = source * pstride
+            for q in range(n_params):
+                p[q, lane] = params[row, q]
+            for i in range(dim):
+                y[i, lane] = y0[source, i]
+            code[lane] = SUCCESS if row_is_finite(y[:, lane]) else NON_FINITE
+            written[lane] = 0
+            if lane < count:
+                written[lane] = write_initial_outputs(t_eval, y_out, first + lane, t0,
+                                                      y[:, lane])
+
+    @jit
+    def store_params(first, count, params, pstride, p):
+        # The user function may write to its parameter row; copy the columns
+        # back so such writes reach the caller's array, as a row view would.
+        for lane in range(count):
+            row = (first + lane) * pstride
+            for q in range(n_params):
+                params[row, q] = p[q, lane]
+
+    return load_block, store_params
+
+
+def build_fixed_block(jit, step, evals, rhs, common, dtype, lanes, dim, n_params):
+    """Compile the driver that advances lanes first .. first + count - 1 with
+    a fixed step on the grid t0 + k dt, the last step ending at t1.
+
+    All lanes share the grid, so one step counter serves the block. A lane
+    whose state stops being finite keeps being stepped (its values cannot
+    reach another lane) but its statistics freeze at that step.
+    """
+    reached, write_outputs, finish = common[3], common[4], common[6]
+    load_block, store_params = build_load_block(jit, common, lanes, dim, n_params)
+    real = numba_real(dtype)
+    zero, one = real(0), real(1)
+
+    @jit
+    def grid_time(t0, t1, dt, direction, step_index, n_grid):
+        if step_index >= n_grid:
+            return t1
+        return t0 + direction * real(step_index) * abs(dt)
+
+    @jit
+    def fixed_block(first, count, y0, params, pstride, t_eval, t0, t1, dt, n_grid,
+                    max_steps, y_out, t_final, status, n_steps, n_rhs, y, y1, k, fa, fb,
+                    p, code, written, lane_t, lane_steps, lane_rhs, probe):
+        n_eval = t_eval.shape[0]
+        direction = one if t1 >= t0 else -one
+        load_block(first, count, y0, params, pstride, t_eval, t0, y_out, y, p, code,
+                   written)
+        n_active = 0
+        for lane in range(lanes):
+            n_active += code[lane] == SUCCESS
+            lane_t[lane] = t0
+            lane_steps[lane] = 0
+            lane_rhs[lane] = 0
+
+        # Every lane shares the grid, so one index tracks the next output time.
+        next_out = written[0]
+        steps = 0
+        block_rhs = 0
+        while steps < n_grid and n_active > 0:
+            if steps >= max_steps:
+                break
+            ta = grid_time(t0, t1, dt, direction, steps, n_grid)
+            tb = grid_time(t0, t1, dt, direction, steps + 1, n_grid)
+            step(ta, tb - ta, y, y1, k, p)
+            block_rhs += evals
+
+            # Dense output needs f at both ends of the step.
+            if next_out < n_eval and reached(t_eval[next_out], tb, direction):
+                for lane in range(lanes):
+                    rhs(ta, y[:, lane], fa[:, lane], p[:, lane])
+                    rhs(tb, y1[:, lane], fb[:, lane], p[:, lane])
+                block_rhs += 2
+                for lane in range(count):
+                    if code[lane] == SUCCESS:
+                        written[lane] = write_outputs(
+                            t_eval, y_out, first + lane, written[lane], ta, tb,
+                            y[:, lane], fa[:, lane], y1[:, lane], fb[:, lane], direction)
+                while next_out < n_eval and reached(t_eval[next_out], tb, direction):
+                    next_out += 1
+
+            steps += 1
+            # y - y is 0 for a finite y and NaN otherwise; a sum per lane, not
+            # a branch per component, keeps the check vectorized.
+            for lane in range(lanes):
+                probe[lane] = zero
+            for i in range(dim):
+                for lane in range(lanes):
+                    y[i, lane] = y1[i, lane]
+                    probe[lane] += y1[i, lane] - y1[i, lane]
+            for lane in range(lanes):
+                if probe[lane] != zero and code[lane] == SUCCESS:
+                    code[lane] = NON_FINITE
+                    n_active -= 1
+                    lane_t[lane] = tb
+                    lane_steps[lane] = steps
+                    lane_rhs[lane] = block_rhs
+
+        store_params(first, count, params, pstride, p)
+        t_end = grid_time(t0, t1, dt, direction, steps, n_grid)
+        for lane in range(count):
+            if code[lane] == SUCCESS:
+                lane_t[lane] = t_end
+                lane_steps[lane] = steps
+                lane_rhs[lane] = block_rhs
+                if steps < n_grid:
+                    code[lane] = MAX_STEPS
+            n = first + lane
+            status[n] = code[lane]
+            t_final[n] = lane_t[lane]
+            n_steps[n] = lane_steps[lane]
+            n_rhs[n] = lane_rhs[lane]
+            finish(t_eval, y_out, n, y[:, lane], written[lane])
+
+    return fixed_block
+
+
+def build_adaptive_block(jit, rhs, tableau, common, dtype, lanes, dim, n_params):
+    """Compile the driver that advances lanes first .. first + count - 1 with
+    an embedded pair: each lane has its own t, dt and accept decision, and
+    leaves the loop when it reaches t1 or fails.
+
+    Stages are evaluated for every lane of the block, including lanes that
+    have finished or failed, whose results are discarded. This keeps the
+    lane loops free of branches.
+    """
+    cmin, cmax, row_is_finite, write_outputs, finish = (common[0], common[1], common[2],
+                                                         common[4], common[6])
+    parts = build_adaptive_parts(jit, rhs, tableau, common, dtype)
+    b_err, stages = parts.b_err, parts.stages
+    has_dense = parts.has_dense
+    write_dense_outputs, step_factor = parts.write_dense_outputs, parts.step_factor
+    min_step, initial_step = parts.min_step, parts.initial_step
+    load_block, store_params = build_load_block(jit, common, lanes, dim, n_params)
+    real = numba_real(dtype)
+    zero, one = real(0), real(1)
+    err_prev_min, factor_min = real(ERR_PREV_MIN), real(FACTOR_MIN)
+
+    block_stages, _ = compile_stages(jit, rhs, tableau, dtype, lanes, dim, per_lane=True)
+
+    @jit
+    def block_error_norm(rtol, atol, dt, y, k, y1, norm):
+        for lane in range(lanes):
+            norm[lane] = zero
+        for i in range(dim):
+            for lane in range(lanes):
+                err = zero
+                for j in range(stages):
+                    err += b_err[j] * k[j, i, lane]
+                scale = atol + rtol * cmax(abs(y[i, lane]), abs(y1[i, lane]))
+                ratio = dt[lane] * err / scale
+                norm[lane] += ratio * ratio
+        for lane in range(lanes):
+            norm[lane] = math.sqrt(norm[lane] / real(dim))
+
+    @jit
+    def start_steps(t0, t1, dt0, rtol, atol, y, y1, k, p, active, dt, evals):
+        """Evaluate f(t0, y) and choose each active lane's first step."""
+        direction = one if t1 >= t0 else -one
+        for lane in range(lanes):
+            rhs(t0, y[:, lane], k[0, :, lane], p[:, lane])
+        for lane in range(lanes):
+            dt[lane] = zero
+            if not active[lane]:
+                continue
+            evals[lane] += 1
+            if dt0 > zero:
+                dt[lane] = direction * cmin(dt0, abs(t1 - t0))
+            else:
+                dt[lane] = initial_step(t0, t1, rtol, atol, y[:, lane], k[0, :, lane],
+                                        y1[:, lane], k[1, :, lane], p[:, lane])
+                evals[lane] += 1
+
+    @jit
+    def accept_or_reject(lane, n, count, t_eval, y_out, t1, direction, controller, y, y1, k,
+                         norm, past, t, dt, dt_try, err_prev, rejected_last, code, active,
+                         steps, accepted, rejected, written, max_steps):
+        """Apply lane's step decision, as the one-trajectory driver does."""
+        steps[lane] += 1
+        finite = math.isfinite(norm) and row_is_finite(y1[:, lane])
+        if finite and norm <= one:
+            t_new = t1 if past else t[lane] + dt_try
+            if lane < count:
+                if has_dense:
+                    written[lane] = write_dense_outputs(
+                        t_eval, y_out, n, written[lane], t[lane], t_new, y[:, lane],
+                        k[:, :, lane], y1[:, lane], direction)
+                else:
+                    written[lane] = write_outputs(
+                        t_eval, y_out, n, written[lane], t[lane], t_new, y[:, lane],
+                        k[0, :, lane], y1[:, lane], k[stages - 1, :, lane], direction)
+            for i in range(dim):
+                y[i, lane] = y1[i, lane]
+                k[0, i, lane] = k[stages - 1, i, lane]
+            t[lane] = t_new
+            accepted[lane] += 1
+            factor = step_factor(norm, controller, err_prev[lane], rejected_last[lane])
+            rejected_last[lane] = False
+            err_prev[lane] = cmax(norm, err_prev_min)
+            if past:
+                active[lane] = False
+                return
+        else:
+            rejected[lane] += 1
+            if finite:
+                factor = step_factor(norm, controller, err_prev[lane], rejected_last[lane])
+            else:
+                factor = factor_min
+            factor = cmin(factor, one)
+            rejected_last[lane] = True
+        dt[lane] = dt_try * factor
+        if not (abs(dt[lane]) >= min_step(t[lane], direction)):
+            code[lane] = STEP_TOO_SMALL if finite else NON_FINITE
+            active[lane] = False
+        elif steps[lane] >= max_steps:
+            code[lane] = MAX_STEPS
+            active[lane] = False
+
+    @jit
+    def adaptive_block(first, count, y0, params, pstride, t_eval, t0, t1, dt0, rtol, atol,
+                       max_steps, controller, results, y, y1, k, p, lane_state):
+        # Tuples keep the call under 30 arguments: CPython compiles longer
+        # calls with *args, which Numba cannot inline.
+        y_out, t_final, status, n_steps, n_accepted, n_rejected, n_rhs = results
+        (code, written, active, t, dt, dt_try, norm, past, err_prev, rejected_last, steps,
+         accepted, rejected, evals) = lane_state
+        direction = one if t1 >= t0 else -one
+        load_block(first, count, y0, params, pstride, t_eval, t0, y_out, y, p, code,
+                   written)
+        n_active = 0
+        for lane in range(lanes):
+            active[lane] = code[lane] == SUCCESS and t1 != t0
+            n_active += active[lane]
+            t[lane] = t0
+            steps[lane] = 0
+            accepted[lane] = 0
+            rejected[lane] = 0
+            evals[lane] = 0
+            err_prev[lane] = err_prev_min
+            rejected_last[lane] = False
+        if n_active > 0:
+            start_steps(t0, t1, dt0, rtol, atol, y, y1, k, p, active, dt, evals)
+        while n_active > 0:
+            # Clip the step so that no stage is evaluated past t1.
+            for lane in range(lanes):
+                past[lane] = direction * (t[lane] + dt[lane] - t1) >= zero
+                dt_try[lane] = t1 - t[lane] if past[lane] else dt[lane]
+            block_stages(t, dt_try, y, y1, k, p)
+            block_error_norm(rtol, atol, dt_try, y, k, y1, norm)
+            n_active = 0
+            for lane in range(lanes):
+                if not active[lane]:
+                    continue
+                evals[lane] += stages - 1
+                accept_or_reject(lane, first + lane, count, t_eval, y_out, t1, direction,
+                                 controller, y, y1, k, norm[lane], past[lane], t, dt,
+                                 dt_try[lane], err_prev, rejected_last, code, active, steps,
+                                 accepted, rejected, written, max_steps)
+                n_active += active[lane]
+
+        store_params(first, count, params, pstride, p)
+        for lane in range(count):
+            n = first + lane
+            status[n] = code[lane]
+            t_final[n] = t[lane]
+            n_steps[n] = steps[lane]
+            n_accepted[n] = accepted[lane]
+            n_rejected[n] = rejected[lane]
+            n_rhs[n] = evals[lane]
+            finish(t_eval, y_out, n, y[:, lane], written[lane])
+
+    return adaptive_block, stages
