@@ -93,13 +93,13 @@ def info() -> dict:
     Returns
     -------
     dict
-        ``version``; ``openmp`` (whether the core was built with OpenMP);
-        ``openmp_threads`` (threads a call uses by default); ``compiler``
-        (see `core_compiler`); ``backends``: for ``cpp``, ``numba``,
-        ``numba-cuda`` and ``cupy`` a dict with ``available`` (can run
-        here), ``version`` and ``problem`` (why not, or None); ``gpu``: the
-        dict of `fastode._cupy.gpu_info` (CuPy, CUDA runtime, devices, NVRTC).
-        A missing optional package or GPU is reported, never raised.
+        ``version``. ``openmp``: whether the core was built with OpenMP.
+        ``openmp_threads``: threads a call uses by default. ``compiler``:
+        see `core_compiler`. ``backends``: for ``cpp``, ``numba``,
+        ``numba-cuda`` and ``cupy``, a dict with ``available`` (can run
+        here), ``version`` and ``problem`` (why not, or None). ``gpu``: the
+        dict of `fastode._cupy.gpu_info` (CuPy, CUDA runtime, devices,
+        NVRTC). A missing optional package or GPU is reported, not raised.
     """
     from . import __version__, _core
     from ._cupy import gpu_info
