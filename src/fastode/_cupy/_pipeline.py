@@ -21,12 +21,12 @@ check on a device.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import _chunks
+from .._warnings import warn_user
 from ._device import free_device_memory
 
 __all__ = ["GpuJob", "OUTPUT_KEYS", "chunk_rows", "on_host", "run"]
@@ -290,9 +290,8 @@ def _finish(slot: _Slot, result: dict, bar, done: int) -> int:
 
 def _interrupt(result: dict, done: int, job: GpuJob):
     _chunks._mark_interrupted_range(result, done, job.n, job.t0)
-    warnings.warn(
+    warn_user(
         f"fastode.solve was interrupted after {done} of {job.n} trajectories; "
         f"the other {job.n - done} have status INTERRUPTED and NaN states",
         RuntimeWarning,
-        stacklevel=6,
     )
