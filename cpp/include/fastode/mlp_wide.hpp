@@ -355,6 +355,8 @@ void wide_initial_step(Lanes& lanes, const Problem<T>& prob, int dim, const T* y
 /// fixed_block for a run-time dimension and an explicit Runge-Kutta tableau.
 /// Outputs reuse the first stage as f at the step start, so they cost one
 /// evaluation of f per output step instead of two.
+/// NOTE: a lane that becomes non-finite reports the step and time of the
+/// finiteness check that found it, up to FINITE_CHECK_INTERVAL steps late.
 template <class Tab, class Sys, class T, int W>
 void wide_fixed_block(const Sys& sys, const Problem<T>& prob, const Results<T>& res,
                       index_t first, int count) {
