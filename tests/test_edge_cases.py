@@ -170,6 +170,39 @@ def test_non_finite_rows_do_not_poison_batch(run):
             assert sol.stats[name][row] == alone.stats[name], name
 
 
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_fixed_step_nan_parameter_stops_at_first_step(method):
+    """f is NaN from the start: the first step fails and y0 is kept."""
+    sol = fastode.solve(fastode.Linear([[np.nan]]), [1.0], (0.0, 10.0), method=method, dt=1e-3)
+    assert sol.status == Status.NON_FINITE
+    assert sol.stats["n_steps"] == 1
+    assert sol.stats["n_accepted"] == 0
+    assert sol.t_final == 0.0
+    assert sol.y[0] == 1.0
+
+
+def test_fixed_step_overflow_reports_last_finite_state():
+    """Euler on y' = 1000 y with dt = 1e-3 doubles y each step: y_k = 2^k. f =
+    1000 y first overflows from y_1015 = 2^1015, so step 1016 fails and the
+    run stops at t = 1.015 with y = 2^1015."""
+    t_eval = np.linspace(0.0, 2.0, 201)
+    sol = fastode.solve(fastode.Linear([[1000.0]]), [1.0], (0.0, 2.0), method="euler",
+                        dt=1e-3, t_eval=t_eval)
+    final = fastode.solve(fastode.Linear([[1000.0]]), [1.0], (0.0, 2.0), method="euler",
+                          dt=1e-3)
+    assert final.status == Status.NON_FINITE
+    assert final.stats["n_steps"] == 1016
+    assert final.stats["n_accepted"] == 1015
+    assert final.stats["n_rhs"] == 1016
+    assert final.t_final == pytest.approx(1.015, rel=1e-12)
+    assert final.y[0] == pytest.approx(2.0**1015, rel=1e-12)
+    # Outputs up to the last finite state are kept, later ones are NaN.
+    kept = t_eval <= 1.015 + 1e-12
+    assert np.all(np.isfinite(sol.y[kept]))
+    assert np.all(np.isnan(sol.y[~kept]))
+    np.testing.assert_allclose(sol.y[t_eval == 1.0, 0], 2.0**1000, rtol=1e-12)
+
+
 # --- stiff problem with an explicit method ------------------------------------------
 
 # f = -1e6 (y - cos t) written as a linear system: (c, s) = (cos t, sin t)

@@ -471,16 +471,6 @@ struct SymplecticStep {
     }
 };
 
-/// True when every component of every lane is finite: x - x is 0 for finite
-/// x and NaN for NaN and infinity, and a sum with a NaN term is NaN.
-template <class T, int D, int W>
-FASTODE_HD FASTODE_INLINE bool block_is_finite(const LaneVec<T, D, W>& y) {
-    T probe = T(0);
-    FASTODE_SIMD_SUM(probe)
-    for (int e = 0; e < D * W; ++e) probe += y.v[e] - y.v[e];
-    return probe == T(0);
-}
-
 /// Stores the outputs of a fixed step [ta, tb] for every active lane; returns
 /// the evaluations of f spent on the derivatives at both ends.
 template <class Lanes, class T, int D, int W>
@@ -502,10 +492,67 @@ FASTODE_HD int write_fixed_outputs(const Lanes& lanes, const Problem<T>& prob,
     return 2;
 }
 
-/// Fixed-step runs look for non-finite states once per this many steps. A
-/// trajectory that fails reports the step and time of that check, at most
-/// this many steps after the failure.
+/// Fixed-step runs look for non-finite states once per this many steps, and
+/// replay the steps since the last check to find the one that failed.
 constexpr index_t FINITE_CHECK_INTERVAL = 8;
+
+/// True when every component of every active lane is finite: x - x is 0 for
+/// finite x and NaN for NaN and infinity, and a sum with a NaN term is NaN.
+template <class T, int D, int W>
+FASTODE_HD FASTODE_INLINE bool active_lanes_finite(const LaneVec<T, D, W>& y,
+                                                   const LaneState<T, W>& st) {
+    T probe = T(0);
+    FASTODE_SIMD_SUM(probe)
+    for (int e = 0; e < D * W; ++e) probe += st.active[e % W] ? y.v[e] - y.v[e] : T(0);
+    return probe == T(0);
+}
+
+/// A block's state at the last passed finiteness check, and the counters
+/// there, from which the steps after it can be replayed.
+template <class T, int D, int W>
+struct FixedCheckpoint {
+    LaneVec<T, D, W> y;
+    index_t steps = 0, evals = 0, next_out = 0;
+};
+
+/// Replays the steps after checkpoint `cp`, up to `steps`, to find where each
+/// active lane that is no longer finite failed. Such a lane stops at the last
+/// finite state (stored in `y_stop`) and the time of it, like an adaptive run;
+/// outputs written after that time are dropped, so they end up NaN. The
+/// replay repeats the same arithmetic, so it finds the same values.
+template <class Stepper, class Lanes, class T, int D, int W>
+FASTODE_HD void locate_failures(const Lanes& lanes, const Problem<T>& prob, index_t n,
+                                const FixedCheckpoint<T, D, W>& cp, index_t steps,
+                                LaneState<T, W>& st, LaneVec<T, D, W>& y_stop) {
+    const T direction = prob.direction();
+    LaneVec<T, D, W> y = cp.y, y1;
+    index_t evals = cp.evals, next_out = cp.next_out;
+    for (index_t k = cp.steps; k < steps; ++k) {
+        const T ta = fixed_step_time(prob, k, n);
+        const T tb = fixed_step_time(prob, k + 1, n);
+        Stepper::advance(lanes, ta, tb - ta, y, y1);
+        evals += Stepper::evals;
+        const index_t out_before = next_out;
+        if (next_out < prob.n_eval && reached(prob.t_eval[next_out], tb, direction)) {
+            evals += 2;  // the derivatives write_fixed_outputs evaluates
+            while (next_out < prob.n_eval && reached(prob.t_eval[next_out], tb, direction)) {
+                ++next_out;
+            }
+        }
+
+        for (int l = 0; l < W; ++l) {
+            if (!st.active[l] || lane_is_finite(y1, l)) continue;
+            st.fail(l, NON_FINITE);
+            st.n_steps[l] = k + 1;
+            st.n_accepted[l] = k;
+            st.n_rhs[l] = evals;
+            st.t[l] = ta;
+            st.n_written[l] = math::min(st.n_written[l], out_before);
+            copy_lane(y_stop, y, l);
+        }
+        y = y1;
+    }
+}
 
 /// Advances a block with a fixed step: every lane shares the time grid
 /// t0 + k dt, so the lanes stay in lock step and share their step counters.
@@ -520,12 +567,16 @@ FASTODE_HD void fixed_block(const Sys& sys, const Problem<T>& prob, const Result
     LaneState<T, W> st;
     start_block(prob, first, count, y, st);
     write_initial_outputs(prob, res, first, count, y, st);
+    // Lanes that fail keep their last finite state here (y0 for those that
+    // start non-finite, which never become active).
+    LaneVec<T, D, W> y_stop = y;
 
     const index_t n = fixed_step_count(prob);
     const T direction = prob.direction();
     // Every lane shares the grid, so one index tracks the next output time.
     index_t next_out = st.n_written[0];
     index_t steps = 0, evals = 0;
+    FixedCheckpoint<T, D, W> checkpoint{y, 0, 0, next_out};
     bool any_active = st.any_active();
     for (; steps < n && steps < prob.max_steps && any_active; ++steps) {
         const T ta = fixed_step_time(prob, steps, n);
@@ -543,21 +594,22 @@ FASTODE_HD void fixed_block(const Sys& sys, const Problem<T>& prob, const Result
         y = y1;
         // NaN and infinity persist through later steps, so checking every few
         // steps finds every failure at a fraction of the cost of each step.
-        const bool check = (steps + 1) % FINITE_CHECK_INTERVAL == 0 || steps + 1 == n;
-        if (!check || block_is_finite(y)) continue;
-        for (int l = 0; l < W; ++l) {
-            if (!st.active[l] || lane_is_finite(y, l)) continue;
-            st.fail(l, NON_FINITE);
-            st.n_steps[l] = st.n_accepted[l] = steps + 1;
-            st.n_rhs[l] = evals;
-            st.t[l] = tb;
+        const bool check = (steps + 1) % FINITE_CHECK_INTERVAL == 0 || steps + 1 == n ||
+                           steps + 1 == prob.max_steps;
+        if (!check) continue;
+        if (!active_lanes_finite(y, st)) {
+            locate_failures<Stepper>(lanes, prob, n, checkpoint, steps + 1, st, y_stop);
+            any_active = st.any_active();
         }
-        any_active = st.any_active();
+        checkpoint = {y, steps + 1, evals, next_out};
     }
 
     const bool finished = steps == n;
     for (int l = 0; l < W; ++l) {
-        if (!st.active[l]) continue;
+        if (!st.active[l]) {
+            copy_lane(y, y_stop, l);
+            continue;
+        }
         st.n_steps[l] = st.n_accepted[l] = steps;
         st.n_rhs[l] = evals;
         st.t[l] = fixed_step_time(prob, steps, n);
