@@ -55,10 +55,10 @@ class CompiledKernel:
         """Run the kernel on trajectories 0 .. n - 1 with `threads` threads.
 
         The kernel is compiled with ``nogil=True`` and called on contiguous
-        ranges of tasks from a thread pool, not with ``prange``, because an
-        exception raised inside a ``prange`` loop (an IndexError from
-        ``boundscheck``, or one raised by the user function) is not reliably
-        propagated by Numba's parallel backend.
+        ranges of tasks from a thread pool, not with ``prange``. Numba 0.68
+        does not reliably propagate an exception raised inside a ``prange``
+        loop: with ``boundscheck`` it raised SystemError, and it reported an
+        IndexError for an index that was in range.
         """
         n_tasks = -(-n // (LANES * BLOCKS_PER_TASK))
         done = 0
