@@ -47,11 +47,12 @@ def ode(fn=None, *, dim, n_params=0, separable=None, params=None, boundscheck=Fa
     boundscheck : bool
         Check every index during the run on ``backend="numba"``, so an index
         out of range in ``fn`` raises `IndexError` naming ``fn``. Off by
-        default because it slows the kernels: by about 1.2x to 1.6x in
-        ``benchmarks/test_numba_backend.py`` (2 shared cores, estimates
-        under load). With False, an index that goes out of range after the
-        check at t0 (see Notes) reads or writes arbitrary memory and can
-        crash the interpreter. Turn it on while developing ``fn``.
+        default because it slows the adaptive kernels: by about 1.2x to 3x
+        in ``benchmarks/test_numba_backend.py`` runs on a loaded 2-core
+        machine, where rk4 showed no difference beyond the noise. With
+        False, an index that goes out of range after the check at t0 (see
+        Notes) reads or writes arbitrary memory and can crash the
+        interpreter. Turn it on while developing ``fn``.
 
     Returns
     -------
