@@ -30,6 +30,10 @@ SIMULATED_RUNS = textwrap.dedent(
         dy[0] = y[1]
         dy[1] = -p[0] * y[0] - p[1] * y[1]
 
+    @fastode.ode(dim=1)
+    def doubling(t, y, dy, p):
+        dy[0] = 1000.0 * y[0]
+
     @fastode.ode(dim=2)
     def decay_by_state(t, y, dy, p):
         dy[0] = -y[1] * y[0]
@@ -51,7 +55,8 @@ SIMULATED_RUNS = textwrap.dedent(
         stats = {key: np.asarray(value).tolist() for key, value in sol.stats.items()}
         status = sol.status.copy_to_host() if hasattr(sol.status, "copy_to_host") else sol.status
         results[name] = {"y": np.asarray(y).tolist(), "status": np.asarray(status).tolist(),
-                         "stats": stats, "device": hasattr(sol.y, "copy_to_host")}
+                         "t_final": np.asarray(sol.t_final).tolist(), "stats": stats,
+                         "device": hasattr(sol.y, "copy_to_host")}
 
     y0 = np.array(inputs["oscillator_y0"])
     t_eval = [0.0, 0.5, 1.0]
@@ -75,6 +80,10 @@ SIMULATED_RUNS = textwrap.dedent(
     rows = np.array(inputs["mixed_rows"])
     record("mixed", fastode.solve(decay_by_state, rows, (0.0, 1.0), rtol=1e-8, atol=1e-10,
                                   backend="numba-cuda"))
+    record("overflow", fastode.solve(doubling, [1.0], (0.0, 2.0), method="euler", dt=1e-3,
+                                     backend="numba-cuda"))
+    record("nan_parameter", fastode.solve(oscillator([np.nan, 0.0]), y0[:1], (0.0, 1.0),
+                                          method="rk4", dt=0.1, backend="numba-cuda"))
     print(json.dumps(results))
     """
 )
@@ -137,6 +146,27 @@ def test_simulator_non_finite_rows_isolated(simulated):
     assert all(result["status"][row] != Status.SUCCESS for row in (1, 3, 4))
     assert abs(result["y"][0][0] - 0.36787944117144233) < 1e-7
     assert abs(result["y"][2][0] - 0.1353352832366127) < 1e-7
+
+
+def test_simulator_overflow_reports_last_finite_state(simulated):
+    """Euler on y' = 1000 y with dt = 1e-3: y_k = 2^k, and f first overflows
+    from y_1015 = 2^1015, so the run stops there at t = 1.015."""
+    result = simulated["overflow"]
+    assert result["status"] == Status.NON_FINITE
+    assert result["stats"]["n_steps"] == 1016
+    assert result["stats"]["n_accepted"] == 1015
+    assert result["stats"]["n_rhs"] == 1016
+    assert result["t_final"] == pytest.approx(1.015, rel=1e-12)
+    assert result["y"][0] == pytest.approx(2.0**1015, rel=1e-12)
+
+
+def test_simulator_nan_parameter_keeps_y0(simulated):
+    result = simulated["nan_parameter"]
+    assert result["status"] == [Status.NON_FINITE]
+    assert result["stats"]["n_steps"] == [1]
+    assert result["stats"]["n_accepted"] == [0]
+    assert result["t_final"] == [0.0]
+    assert result["y"] == [OSCILLATOR_Y0[0].tolist()]
 
 
 @pytest.mark.skipif(cuda.is_available(), reason="a CUDA device is present")

@@ -147,6 +147,48 @@ def test_non_finite_rows_isolated(method, options):
             assert alone.stats[name] == batch.stats[name][row]
 
 
+@pytest.mark.parametrize(
+    ("method", "system"),
+    [("euler", linear(np.nan)), ("rk4", linear(np.nan)), ("verlet", harmonic([np.nan]))],
+)
+def test_fixed_step_nan_parameter_stops_at_first_step(method, system):
+    """f is NaN from the start: the first step fails and y0 is kept."""
+    sol = solve(system, [1.0] * system.dim, (0.0, 10.0), method, dt=1e-3)
+    assert sol.status == Status.NON_FINITE
+    assert sol.stats["n_steps"] == 1
+    assert sol.stats["n_accepted"] == 0
+    assert sol.t_final == 0.0
+    np.testing.assert_array_equal(sol.y, 1.0)
+
+
+def test_fixed_step_overflow_reports_last_finite_state():
+    """Euler on y' = 1000 y with dt = 1e-3 doubles y each step: y_k = 2^k. f =
+    1000 y first overflows from y_1015 = 2^1015, so step 1016 fails and the
+    run stops at t = 1.015 with y = 2^1015."""
+    t_eval = np.linspace(0.0, 2.0, 201)
+    # Two rows: the other trajectories of a lane block must not change the
+    # failing one's result, and the second row fails one step earlier.
+    sol = solve(linear(1000.0), [[1.0], [2.0]], (0.0, 2.0), "euler", dt=1e-3,
+                t_eval=t_eval)
+    final = solve(linear(1000.0), [[1.0], [2.0]], (0.0, 2.0), "euler", dt=1e-3)
+    np.testing.assert_array_equal(final.status, Status.NON_FINITE)
+    np.testing.assert_array_equal(final.stats["n_steps"], [1016, 1015])
+    np.testing.assert_array_equal(final.stats["n_accepted"], [1015, 1014])
+    np.testing.assert_array_equal(final.stats["n_rhs"], [1016, 1015])
+    np.testing.assert_allclose(final.t_final, [1.015, 1.014], rtol=1e-12)
+    np.testing.assert_allclose(final.y[:, 0], [2.0**1015, 2.0**1015], rtol=1e-12)
+    np.testing.assert_array_equal(sol.t_final, final.t_final)
+    # Outputs up to the last finite state are kept, later ones are NaN.
+    kept = t_eval <= 1.015 + 1e-12
+    assert np.all(np.isfinite(sol.y[0, kept]))
+    assert np.all(np.isnan(sol.y[0, ~kept]))
+    np.testing.assert_allclose(sol.y[0, t_eval == 1.0, 0], 2.0**1000, rtol=1e-12)
+    # With outputs, every step that reaches an output time costs two more
+    # evaluations of f; the failing step at t = 1.015 reaches none.
+    outputs_reached = np.count_nonzero((t_eval > 0.0) & (t_eval <= 1.015 + 1e-12))
+    assert sol.stats["n_rhs"][0] == 1016 + 2 * outputs_reached
+
+
 # --- E7: stiff problem with an explicit method ----------------------------------------
 
 

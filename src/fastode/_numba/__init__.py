@@ -62,15 +62,14 @@ def run(system, y0, params, t_eval, *, method, kind, t0, t1, dt, rtol, atol, max
     else:
         n_grid = fixed_step_count(t0, t1, dt, dtype)
         args = (y0, params, pstride, t_eval, real(t0), real(t1), real(dt), n_grid, max_steps,
-                out["y"], out["t_final"], out["status"], out["n_steps"], out["n_rhs"])
+                out["y"], out["t_final"], out["status"], out["n_steps"], out["n_accepted"],
+                out["n_rhs"])
     try:
         compiled(*args, n=n, threads=max(1, min(int(threads), os.cpu_count() or 1)))
     except NumbaError:
         raise
     except Exception as error:
         raise run_error(system, error) from error
-    if kind != "adaptive":
-        out["n_accepted"][:] = out["n_steps"]
     return out
 
 

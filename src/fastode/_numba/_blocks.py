@@ -181,8 +181,11 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype, lanes, dim, n_params
     a fixed step on the grid t0 + k dt, the last step ending at t1.
 
     All lanes share the grid, so one step counter serves the block. A lane
-    whose state stops being finite keeps being stepped (its values cannot
-    reach another lane) but its statistics freeze at that step.
+    whose new state is not finite stops at its last finite state, as in the
+    core: its t, state and statistics freeze at the start of the failing
+    step, which counts as attempted but not accepted, and its outputs from
+    that step on are NaN. The block keeps stepping such a lane from that
+    state (its values cannot reach another lane) and discards the results.
     """
     reached, write_outputs, finish = common[3], common[4], common[6]
     load_block, store_params = build_load_block(jit, common, lanes, dim, n_params)
@@ -198,7 +201,7 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype, lanes, dim, n_params
     @jit
     def fixed_block(first, count, y0, params, pstride, t_eval, t0, t1, dt, n_grid,
                     max_steps, y_out, t_final, status, n_steps, n_rhs, y, y1, k, fa, fb,
-                    p, code, written, lane_t, lane_steps, lane_rhs, probe):
+                    p, code, written, lane_t, lane_steps, lane_rhs, probe, n_accepted):
         n_eval = t_eval.shape[0]
         direction = one if t1 >= t0 else -one
         load_block(first, count, y0, params, pstride, t_eval, t0, y_out, y, p, code,
@@ -223,6 +226,7 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype, lanes, dim, n_params
             block_rhs += evals
 
             # Dense output needs f at both ends of the step.
+            out_before = next_out
             if next_out < n_eval and reached(t_eval[next_out], tb, direction):
                 for lane in range(lanes):
                     rhs(ta, y[:, lane], fa[:, lane], p[:, lane])
@@ -243,15 +247,20 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype, lanes, dim, n_params
                 probe[lane] = zero
             for i in range(dim):
                 for lane in range(lanes):
-                    y[i, lane] = y1[i, lane]
                     probe[lane] += y1[i, lane] - y1[i, lane]
             for lane in range(lanes):
                 if probe[lane] != zero and code[lane] == SUCCESS:
                     code[lane] = NON_FINITE
                     n_active -= 1
-                    lane_t[lane] = tb
+                    lane_t[lane] = ta
                     lane_steps[lane] = steps
                     lane_rhs[lane] = block_rhs
+                    written[lane] = min(written[lane], out_before)
+            # Lanes that failed, now or at the start, keep their last finite
+            # state; a select rather than a branch keeps the copy vectorized.
+            for i in range(dim):
+                for lane in range(lanes):
+                    y[i, lane] = y1[i, lane] if code[lane] == SUCCESS else y[i, lane]
 
         store_params(first, count, params, pstride, p)
         t_end = grid_time(t0, t1, dt, direction, steps, n_grid)
@@ -266,6 +275,10 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype, lanes, dim, n_params
             status[n] = code[lane]
             t_final[n] = lane_t[lane]
             n_steps[n] = lane_steps[lane]
+            # The failing step of a NON_FINITE lane was attempted, not
+            # accepted; a lane that starts non-finite takes no step.
+            failed_step = code[lane] == NON_FINITE and lane_steps[lane] > 0
+            n_accepted[n] = lane_steps[lane] - 1 if failed_step else lane_steps[lane]
             n_rhs[n] = lane_rhs[lane]
             finish(t_eval, y_out, n, y[:, lane], written[lane])
 

@@ -120,7 +120,7 @@ def _fixed_kernel(fixed_block, stages, dim, n_params, cache, boundscheck):
 
     @cpu_jit(cache, nogil=True, boundscheck=boundscheck)
     def fixed_kernel(y0, params, pstride, t_eval, t0, t1, dt, n_grid, max_steps, y_out,
-                     t_final, status, n_steps, n_rhs, task_start, task_stop):
+                     t_final, status, n_steps, n_accepted, n_rhs, task_start, task_stop):
         n = y0.shape[0]
         dtype = y0.dtype
         n_blocks = (n + lanes - 1) // lanes
@@ -142,7 +142,7 @@ def _fixed_kernel(fixed_block, stages, dim, n_params, cache, boundscheck):
                 fixed_block(first, min(lanes, n - first), y0, params, pstride, t_eval, t0,
                             t1, dt, n_grid, max_steps, y_out, t_final, status, n_steps,
                             n_rhs, y, y1, k, fa, fb, p, code, written, lane_t, lane_steps,
-                            lane_rhs, probe)
+                            lane_rhs, probe, n_accepted)
 
     return fixed_kernel
 

@@ -90,7 +90,7 @@ def kernel_source(system, method: str, kind: str, dtype):
     fixed_block = _steps.build_fixed_block(cuda_jit, step, evals, rhs, common, dtype)
 
     def fixed_kernel(y0, params, pstride, t_eval, t0, t1, dt, n_grid, max_steps, y_out,
-                     t_final, status, n_steps, n_rhs):
+                     t_final, status, n_steps, n_accepted, n_rhs):
         n = cuda.grid(1)
         if n >= y0.shape[0]:
             return
@@ -107,11 +107,12 @@ def kernel_source(system, method: str, kind: str, dtype):
         lane_rhs = cuda.local.array(1, numba.int64)
         lane_written = cuda.local.array(1, numba.int64)
         fixed_block(n, 1, y0, params, pstride, t_eval, t0, t1, dt, n_grid, max_steps,
-                    y_out, t_final, status, n_steps, n_rhs, y, y1, k, fa, fb, rows,
-                    lane_t, lane_status, lane_steps, lane_rhs, lane_written)
+                    y_out, t_final, status, n_steps, n_accepted, n_rhs, y, y1, k, fa, fb,
+                    rows, lane_t, lane_status, lane_steps, lane_rhs, lane_written)
 
     signature = (matrix, matrix, numba.int64, vector, real, real, real, numba.int64,
-                 numba.int64, real[:, :, ::1], vector, numba.int8[::1], counts, counts)
+                 numba.int64, real[:, :, ::1], vector, numba.int8[::1], counts, counts,
+                 counts)
     return fixed_kernel, signature
 
 
@@ -284,15 +285,13 @@ class CudaJob:
         else:
             steps = fixed_step_count(call["t0"], call["t1"], call["dt"], dtype)
             args += [steps, call["max_steps"], out["y"], out["t_final"], out["status"],
-                     out["n_steps"], out["n_rhs"]]
+                     out["n_steps"], out["n_accepted"], out["n_rhs"]]
         kernel = _kernel(system, call["method"], kind, dtype)
         blocks = (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
         try:
             kernel[blocks, THREADS_PER_BLOCK](*args)
         except NumbaError as error:
             raise compile_error(system.name, error) from None
-        if kind != "adaptive":
-            out["n_accepted"].copy_to_device(out["n_steps"])
         return out
 
 

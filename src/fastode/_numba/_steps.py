@@ -233,6 +233,10 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype):
 
     Padding lanes (count < W) repeat the last real trajectory, so they never
     change a real lane's result. Lanes share the grid and stay in lock step.
+    A lane whose new state is not finite stops at its last finite state, as
+    in the core: its t, state and statistics freeze at the start of the
+    failing step, which counts as attempted but not accepted, and its
+    outputs from that step on are NaN.
     """
     cmin, cmax, row_is_finite, reached, write_outputs, write_initial_outputs, finish = common
     real = numba_real(dtype)
@@ -246,7 +250,7 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype):
 
     @jit
     def fixed_block(first, count, y0, params, pstride, t_eval, t0, t1, dt, n_grid,
-                    max_steps, y_out, t_final, status, n_steps, n_rhs,
+                    max_steps, y_out, t_final, status, n_steps, n_accepted, n_rhs,
                     y, y1, k, fa, fb, rows, lane_t, lane_status, lane_steps,
                     lane_rhs, lane_written):
         n_lanes, dim = y.shape
@@ -286,6 +290,7 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype):
                     lane_rhs[lane] += evals
 
             # Dense output needs f at both ends of the step.
+            out_before = next_out
             if next_out < n_eval and reached(t_eval[next_out], tb, direction):
                 for lane in range(n_lanes):
                     rhs(ta, y[lane], fa[lane], params[rows[lane]])
@@ -300,19 +305,26 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype):
                     next_out += 1
 
             for lane in range(n_lanes):
-                for i in range(dim):
-                    y[lane, i] = y1[lane, i]
-                if lane_status[lane] == SUCCESS:
-                    lane_steps[lane] += 1
+                if lane_status[lane] != SUCCESS:
+                    continue
+                lane_steps[lane] += 1
+                if row_is_finite(y1[lane]):
                     lane_t[lane] = tb
-                    if not row_is_finite(y[lane]):
-                        lane_status[lane] = NON_FINITE
+                    for i in range(dim):
+                        y[lane, i] = y1[lane, i]
+                else:
+                    lane_status[lane] = NON_FINITE
+                    lane_written[lane] = min(lane_written[lane], out_before)
 
         for lane in range(count):
             n = first + lane
             status[n] = lane_status[lane]
             t_final[n] = lane_t[lane]
             n_steps[n] = lane_steps[lane]
+            # The failing step of a NON_FINITE lane was attempted, not
+            # accepted; a lane that starts non-finite takes no step.
+            failed_step = lane_status[lane] == NON_FINITE and lane_steps[lane] > 0
+            n_accepted[n] = lane_steps[lane] - 1 if failed_step else lane_steps[lane]
             n_rhs[n] = lane_rhs[lane]
             finish(t_eval, y_out, n, y[lane], lane_written[lane])
 
