@@ -27,40 +27,31 @@ MIN_TRAJECTORIES = 3
 ROW = "{:<46} {:<9} {:>13} {:>10} {:>10} {:>8}"
 
 
-def _trajectory_count(text: str) -> int:
+def _integer(text: str, minimum: int) -> int:
+    """Parse an integer option (underscores allowed) of at least `minimum`."""
     try:
         value = int(text.replace("_", ""))
     except ValueError:
         value = None
-    if value is None or value < MIN_TRAJECTORIES:
-        msg = f"expected an integer >= {MIN_TRAJECTORIES}, got {text!r}"
+    if value is None or value < minimum:
+        msg = f"expected an integer >= {minimum}, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
 
 
+def _trajectory_count(text: str) -> int:
+    return _integer(text, MIN_TRAJECTORIES)
+
+
 def _thread_count(text: str) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < 1:
-        msg = f"expected an integer >= 1, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    try:
-        return check_threads(value)
+        return check_threads(_integer(text, 1))
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < 0:
-        msg = f"expected an integer >= 0, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+    return _integer(text, 0)
 
 
 def build_parser() -> argparse.ArgumentParser:

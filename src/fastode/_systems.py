@@ -157,7 +157,29 @@ class Linear(System):
         return f"Linear(d={self.dim}, A={shared}, b={'yes' if self.b is not None else 'no'})"
 
 
-class Oscillator(System):
+class _ScalarParameters(System):
+    """A system whose parameters, in ``self.params``, are each a scalar or an
+    array of shape (N,)."""
+
+    params: dict
+
+    def _core_arguments(self, n, dtype):
+        return {
+            name: _per_trajectory(name, value, n, (), dtype)
+            for name, value in self.params.items()
+        }
+
+    def _numpy_params(self, n: int) -> dict:
+        """Return each parameter as an (n,) float64 array, for NumPy references."""
+        args = self._core_arguments(n, np.float64)
+        return {name: _rows(args[name], n) for name in self.params}
+
+    def __repr__(self):
+        params = ", ".join(f"{name}={_short(value)}" for name, value in self.params.items())
+        return f"{type(self).__name__}({params})"
+
+
+class Oscillator(_ScalarParameters):
     """x'' + b x' + k x = force cos(omega t), with state (x, v).
 
     Each parameter is a scalar shared by every trajectory or an array of
@@ -182,23 +204,15 @@ class Oscillator(System):
     def dim(self) -> int:
         return 2
 
-    def _core_arguments(self, n, dtype):
-        return {
-            name: _per_trajectory(name, value, n, (), dtype)
-            for name, value in self.params.items()
-        }
-
     def rhs(self, t, y):
-        p = {name: _rows(v, len(y)) for name, v in self._core_arguments(len(y), np.float64).items()}
+        p = self._numpy_params(len(y))
         x, v = y[:, 0], y[:, 1]
         a = -p["k"] * x - p["b"] * v + p["force"] * np.cos(p["omega"] * t)
         return np.stack([v, a], axis=1)
 
-    def __repr__(self):
-        return "Oscillator(" + ", ".join(f"{k}={_short(v)}" for k, v in self.params.items()) + ")"
 
 
-class Lorenz(System):
+class Lorenz(_ScalarParameters):
     """The Lorenz (1963) system x' = σ(y - x), y' = x(ρ - z) - y, z' = xy - βz.
 
     Each parameter is a scalar or an array of shape (N,).
@@ -213,28 +227,20 @@ class Lorenz(System):
     def dim(self) -> int:
         return 3
 
-    def _core_arguments(self, n, dtype):
-        return {
-            name: _per_trajectory(name, value, n, (), dtype)
-            for name, value in self.params.items()
-        }
-
     def rhs(self, t, y):
-        p = {name: _rows(v, len(y)) for name, v in self._core_arguments(len(y), np.float64).items()}
+        p = self._numpy_params(len(y))
         x, u, z = y[:, 0], y[:, 1], y[:, 2]
         return np.stack(
             [p["sigma"] * (u - x), x * (p["rho"] - z) - u, x * u - p["beta"] * z], axis=1
         )
 
-    def __repr__(self):
-        return "Lorenz(" + ", ".join(f"{k}={_short(v)}" for k, v in self.params.items()) + ")"
 
 
 #: Degrees of freedom of each built-in potential.
 POTENTIALS = {"harmonic": 1, "pendulum": 1, "kepler": 2, "henon_heiles": 2}
 
 
-class Hamiltonian(System):
+class Hamiltonian(_ScalarParameters):
     """A separable Hamiltonian H(q, p) = |p|² / (2 m) + V(q), state (q, p).
 
     Parameters
@@ -281,20 +287,15 @@ class Hamiltonian(System):
         return 2 * self.dof
 
     def _core_arguments(self, n, dtype):
-        args = {
-            name: _per_trajectory(name, value, n, (), dtype)
-            for name, value in self.params.items()
-        }
-        args["potential"] = self.potential
-        return args
+        return {**super()._core_arguments(n, dtype), "potential": self.potential}
 
-    def _numpy_params(self, n):
-        args = self._core_arguments(n, np.float64)
-        return _rows(args["k"], n), _rows(args["mass"], n)
+    def _k_and_mass(self, n):
+        params = self._numpy_params(n)
+        return params["k"], params["mass"]
 
     def potential_energy(self, q):
         """V(q) for positions of shape (N, dof)."""
-        k, _ = self._numpy_params(len(q))
+        k, _ = self._k_and_mass(len(q))
         if self.potential == "harmonic":
             return 0.5 * k * q[:, 0] ** 2
         if self.potential == "pendulum":
@@ -308,13 +309,13 @@ class Hamiltonian(System):
         """H(q, p) for states of shape (..., dim)."""
         y = np.asarray(y, dtype=np.float64)
         flat = y.reshape(-1, self.dim)
-        _, mass = self._numpy_params(len(flat))
+        _, mass = self._k_and_mass(len(flat))
         q, p = flat[:, : self.dof], flat[:, self.dof :]
         kinetic = 0.5 * np.sum(p**2, axis=1) / mass
         return (kinetic + self.potential_energy(q)).reshape(y.shape[:-1])
 
     def rhs(self, t, y):
-        k, mass = self._numpy_params(len(y))
+        k, mass = self._k_and_mass(len(y))
         q, p = y[:, : self.dof], y[:, self.dof :]
         if self.potential == "harmonic":
             grad = k[:, None] * q
