@@ -165,6 +165,40 @@ def test_neural_ode_wide_failures_are_per_trajectory():
     assert limited.status[0] == fastode.Status.MAX_STEPS
 
 
+@pytest.mark.parametrize("with_t_eval", [False, True], ids=["final_only", "t_eval"])
+def test_neural_ode_wide_overflow_reports_last_finite_state(with_t_eval):
+    """Euler on dh/dt = 1000 h with dt = 1e-3 doubles h each step: from h_0 = 8,
+    h_k = 2^(k + 3) (to rounding). f = 1000 h first overflows from h_1012 =
+    2^1015, so step 1013 fails, between two finiteness checks (every 8 steps),
+    and the row stops at t = 1.012 with h = 2^1015. d = 9 runs on the
+    run-time dimension driver."""
+    d = 9
+    mlp = fastode.MLP([1000.0 * np.eye(d), np.eye(d)], activation="identity")
+    # The zero row never fails and shares the failing row's block.
+    h0 = np.stack([np.full(d, 8.0), np.zeros(d)])
+    t_eval = np.linspace(0.0, 2.0, 201) if with_t_eval else None
+    sol = fastode.solve(mlp, h0, (0.0, 2.0), method="euler", dt=1e-3, t_eval=t_eval)
+    assert sol.status[0] == fastode.Status.NON_FINITE
+    assert sol.stats["n_steps"][0] == 1013
+    assert sol.stats["n_accepted"][0] == 1012
+    assert sol.t_final[0] == pytest.approx(1.012, rel=1e-12)
+    assert sol.status[1] == fastode.Status.SUCCESS
+    assert sol.stats["n_steps"][1] == 2000
+    if not with_t_eval:
+        assert sol.stats["n_rhs"][0] == 1013
+        np.testing.assert_allclose(sol.y[0], 2.0**1015, rtol=1e-12)
+        np.testing.assert_array_equal(sol.y[1], 0.0)
+        return
+    # One evaluation per step, plus f at the step end for each of the 101
+    # steps before the failure that reach an output time (0.01 .. 1.01).
+    assert sol.stats["n_rhs"][0] == 1013 + 101
+    kept = t_eval <= 1.012 + 1e-12
+    assert np.all(np.isfinite(sol.y[0, kept]))
+    assert np.all(np.isnan(sol.y[0, ~kept]))
+    np.testing.assert_allclose(sol.y[0, t_eval == 1.0], 2.0**1003, rtol=1e-12)
+    np.testing.assert_array_equal(sol.y[1], 0.0)
+
+
 def test_mlp_jacobian_matches_differences():
     rng = np.random.default_rng(6)
     mlp = random_mlp(rng, 3, [12, 12], "tanh", time_input=True)

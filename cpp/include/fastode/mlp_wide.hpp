@@ -128,12 +128,19 @@ bool wide_lane_is_finite(const T* y, int dim, int l) {
     return finite;
 }
 
+/// active_lanes_finite for a run-time dimension: lanes that already failed
+/// are skipped, so their NaN state does not trigger a replay at every check.
 template <class T, int W>
-bool wide_block_is_finite(const T* y, int dim) {
+bool wide_active_lanes_finite(const T* y, int dim, const LaneState<T, W>& st) {
     T probe = T(0);
     const std::size_t n = std::size_t(dim) * W;
-    for (std::size_t e = 0; e < n; ++e) probe += y[e] - y[e];
+    for (std::size_t e = 0; e < n; ++e) probe += st.active[e % W] ? y[e] - y[e] : T(0);
     return probe == T(0);
+}
+
+template <class T, int W>
+void wide_copy_lane(T* to, const T* from, int dim, int l) {
+    for (int i = 0; i < dim; ++i) to[std::size_t(i) * W + l] = from[std::size_t(i) * W + l];
 }
 
 template <class T>
@@ -352,45 +359,106 @@ void wide_initial_step(Lanes& lanes, const Problem<T>& prob, int dim, const T* y
     }
 }
 
+/// One fixed step from ta to tb for every lane: k[0] = f(ta, y), the other
+/// stages, and y1. Returns the evaluations of f it spent.
+template <class Tab, class Lanes, class T, int W>
+int wide_fixed_step(Lanes& lanes, T ta, T tb, const T* y, WideVectors<T, W>& k, T* y1) {
+    T ts[W], dts[W];
+    for (int l = 0; l < W; ++l) {
+        ts[l] = ta;
+        dts[l] = tb - ta;
+    }
+    lanes.rhs(ts, y, k[0]);
+    wide_rk_stages<Tab>(lanes, ts, dts, y, k, y1);
+    return Tab::stages;
+}
+
+/// The counters of FixedCheckpoint; the state at the check is a wide buffer.
+struct WideCheckpoint {
+    index_t steps = 0, evals = 0, next_out = 0;
+};
+
+/// locate_failures for a run-time dimension: replays the steps after the
+/// checkpoint state `y_check` up to `steps` in the scratch buffers `y` and
+/// `y1`. Each active lane that is no longer finite stops at its last finite
+/// state (stored in `y_stop`) and the time of it; its later outputs are
+/// dropped, so they end up NaN. The replay repeats the same arithmetic, so it
+/// finds the same values.
+template <class Tab, class Lanes, class T, int W>
+void wide_locate_failures(Lanes& lanes, const Problem<T>& prob, index_t n,
+                          const T* y_check, const WideCheckpoint& cp, index_t steps,
+                          WideVectors<T, W>& k, T* y, T* y1, T* y_stop,
+                          LaneState<T, W>& st) {
+    const int dim = k.dim;
+    const T direction = prob.direction();
+    std::copy(y_check, y_check + std::size_t(dim) * W, y);
+    index_t evals = cp.evals, next_out = cp.next_out;
+    for (index_t s = cp.steps; s < steps; ++s) {
+        const T ta = fixed_step_time(prob, s, n);
+        const T tb = fixed_step_time(prob, s + 1, n);
+        evals += wide_fixed_step<Tab>(lanes, ta, tb, y, k, y1);
+        const index_t out_before = next_out;
+        if (next_out < prob.n_eval && reached(prob.t_eval[next_out], tb, direction)) {
+            evals += 1;  // f at tb, which the Hermite outputs evaluate
+            while (next_out < prob.n_eval && reached(prob.t_eval[next_out], tb, direction)) {
+                ++next_out;
+            }
+        }
+
+        for (int l = 0; l < W; ++l) {
+            if (!st.active[l] || wide_lane_is_finite<T, W>(y1, dim, l)) continue;
+            st.fail(l, NON_FINITE);
+            st.n_steps[l] = s + 1;
+            st.n_accepted[l] = s;
+            st.n_rhs[l] = evals;
+            st.t[l] = ta;
+            st.n_written[l] = math::min(st.n_written[l], out_before);
+            wide_copy_lane<T, W>(y_stop, y, dim, l);
+        }
+        std::swap(y, y1);
+    }
+}
+
 /// fixed_block for a run-time dimension and an explicit Runge-Kutta tableau.
 /// Outputs reuse the first stage as f at the step start, so they cost one
-/// evaluation of f per output step instead of two.
-/// NOTE: a lane that becomes non-finite reports the step and time of the
-/// finiteness check that found it, up to FINITE_CHECK_INTERVAL steps late.
+/// evaluation of f per output step instead of two. Like fixed_block, it looks
+/// for non-finite states every FINITE_CHECK_INTERVAL steps and replays the
+/// steps since the last check to report the step that failed.
 template <class Tab, class Sys, class T, int W>
 void wide_fixed_block(const Sys& sys, const Problem<T>& prob, const Results<T>& res,
                       index_t first, int count) {
     const int dim = sys.dim();
     typename Sys::template Lanes<W> lanes;
     lanes.load(sys, first, count);
-    constexpr int S = Tab::stages;
-    WideVectors<T, W> k(dim, S);
-    WideVectors<T, W> v(dim, 3);
+    WideVectors<T, W> k(dim, Tab::stages);
+    // y, y1, f at the step end, the state at the last check, the last finite
+    // state of failed lanes, and a scratch buffer for the replay.
+    WideVectors<T, W> v(dim, 6);
     T* y = v[0];
     T* y1 = v[1];
     T* fb = v[2];
+    T* y_check = v[3];
+    T* y_stop = v[4];
+    const std::size_t size = std::size_t(dim) * W;
     LaneState<T, W> st;
     wide_start(prob, first, count, dim, y, st);
     wide_write_initial(prob, res, first, count, dim, y, st);
+    std::copy(y, y + size, y_stop);
+    std::copy(y, y + size, y_check);
 
     const index_t n = fixed_step_count(prob);
     const T direction = prob.direction();
     index_t next_out = st.n_written[0];
     index_t steps = 0, evals = 0;
+    WideCheckpoint checkpoint{0, 0, next_out};
     bool any_active = st.any_active();
-    T ts[W], dts[W];
     for (; steps < n && steps < prob.max_steps && any_active; ++steps) {
         const T ta = fixed_step_time(prob, steps, n);
         const T tb = fixed_step_time(prob, steps + 1, n);
-        for (int l = 0; l < W; ++l) {
-            ts[l] = ta;
-            dts[l] = tb - ta;
-        }
-        lanes.rhs(ts, y, k[0]);
-        wide_rk_stages<Tab>(lanes, ts, dts, y, k, y1);
-        evals += S;
+        evals += wide_fixed_step<Tab>(lanes, ta, tb, y, k, y1);
 
         if (next_out < prob.n_eval && reached(prob.t_eval[next_out], tb, direction)) {
+            T ts[W];
             for (int l = 0; l < W; ++l) ts[l] = tb;
             lanes.rhs(ts, y1, fb);
             evals += 1;
@@ -405,21 +473,24 @@ void wide_fixed_block(const Sys& sys, const Problem<T>& prob, const Results<T>& 
         }
 
         std::swap(y, y1);
-        const bool check = (steps + 1) % FINITE_CHECK_INTERVAL == 0 || steps + 1 == n;
-        if (!check || wide_block_is_finite<T, W>(y, dim)) continue;
-        for (int l = 0; l < W; ++l) {
-            if (!st.active[l] || wide_lane_is_finite<T, W>(y, dim, l)) continue;
-            st.fail(l, NON_FINITE);
-            st.n_steps[l] = st.n_accepted[l] = steps + 1;
-            st.n_rhs[l] = evals;
-            st.t[l] = tb;
+        const bool check = (steps + 1) % FINITE_CHECK_INTERVAL == 0 || steps + 1 == n ||
+                           steps + 1 == prob.max_steps;
+        if (!check) continue;
+        if (!wide_active_lanes_finite<T, W>(y, dim, st)) {
+            wide_locate_failures<Tab>(lanes, prob, n, y_check, checkpoint, steps + 1, k, v[5],
+                                      fb, y_stop, st);
+            any_active = st.any_active();
         }
-        any_active = st.any_active();
+        std::copy(y, y + size, y_check);
+        checkpoint = {steps + 1, evals, next_out};
     }
 
     const bool finished = steps == n;
     for (int l = 0; l < W; ++l) {
-        if (!st.active[l]) continue;
+        if (!st.active[l]) {
+            wide_copy_lane<T, W>(y, y_stop, dim, l);
+            continue;
+        }
         st.n_steps[l] = st.n_accepted[l] = steps;
         st.n_rhs[l] = evals;
         st.t[l] = fixed_step_time(prob, steps, n);
