@@ -142,13 +142,18 @@ def check_arguments(code, name, args):
 def run_on_core(name: str, args: tuple) -> None:
     """Compute the outputs of kernel ``name`` with the C++ core, in place."""
     method, system = re.match(
-        r"fastode_(\w+?)_(oscillator|lorenz|linear\d|hamiltonian_\w+?)_float\d\d$",
+        r"fastode_(\w+?)_(oscillator|lorenz|linear\d|mlp\d|hamiltonian_\w+?)_float\d\d$",
         name,
     ).groups()
     y0, t_eval, n_eval, count, t0, t1, dt, rtol, atol, max_steps, controller = args[:11]
     outputs, params = args[11:18], args[18:]
     assert y0.shape[0] == count
     values = {}
+    if system.startswith("mlp"):
+        weights, widths, n_layers, activation, time_input = params
+        assert len(widths) == n_layers + 1
+        values = {"params": np.asarray(weights), "widths": np.asarray(widths),
+                  "activation": int(activation), "time_input": bool(time_input)}
     for index, param in enumerate(LAYOUTS[system].params):
         array, stride = params[2 * index], params[2 * index + 1]
         if stride:
@@ -158,6 +163,8 @@ def run_on_core(name: str, args: tuple) -> None:
     if system.startswith("linear"):
         values["has_b"] = bool(params[-1])
         kernel = _core.solve_linear
+    elif system.startswith("mlp"):
+        kernel = _core.solve_mlp
     elif system.startswith("hamiltonian_"):
         values["potential"] = system.removeprefix("hamiltonian_")
         kernel = _core.solve_hamiltonian

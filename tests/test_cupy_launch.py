@@ -78,13 +78,18 @@ def _cases():
 @pytest.mark.parametrize("case", range(6))
 def test_launch_matches_core(case, dense, dtype):
     system, y0, method = _cases()[case]
-    kwargs = {"method": method, "dtype": dtype, "t_span": (0.0, 1.5)}
+    _check_launch(system, y0, method, dense, dtype, dt=0.01, t1=1.5)
+
+
+def _check_launch(system, y0, method, dense, dtype, dt, t1):
+    """Solve on the stand-in and on the core, and require identical results."""
+    kwargs = {"method": method, "dtype": dtype, "t_span": (0.0, t1)}
     if fastode.METHODS[method] == "adaptive":
         kwargs["rtol"] = 1e-4 if dtype == "float32" else 1e-8
     else:
-        kwargs["dt"] = 0.01
+        kwargs["dt"] = dt
     if dense:
-        kwargs["t_eval"] = np.linspace(0.0, 1.5, 7)
+        kwargs["t_eval"] = np.linspace(0.0, t1, 7)
     gpu = fastode.solve(system, y0, backend="cupy", **kwargs)
     cpu = fastode.solve(system, y0, backend="cpp", **kwargs)
     assert type(gpu.y) is np.ndarray
@@ -497,3 +502,114 @@ def test_dlpack_export_failure_names_detach(fake_cupy):
     y0 = RequiresGrad(fake_cupy.asarray(np.ones((4, 3))))
     with pytest.raises(TypeError, match=r"tensor\.detach\(\)"):
         fastode.solve(fastode.Lorenz(), y0, (0.0, 1.0), backend="cupy")
+
+
+# --- MLP fields ----------------------------------------------------------------------
+
+
+def _mlp(activation: str, time_input: bool, d: int = 3, hidden: int = 16):
+    rng = np.random.default_rng(7)
+    n_input = d + (1 if time_input else 0)
+    weights = [0.4 * rng.standard_normal((hidden, n_input)),
+               0.4 * rng.standard_normal((hidden, hidden)),
+               0.4 * rng.standard_normal((d, hidden))]
+    biases = [0.1 * rng.standard_normal(w.shape[0]) for w in weights]
+    return fastode.MLP(weights, biases, activation=activation, time_input=time_input)
+
+
+MLP_CASES = [
+    ("euler", "tanh", False),
+    ("heun", "relu", True),
+    ("rk4", "identity", False),
+    ("bs3", "sigmoid", True),
+    ("dopri5", "softplus", False),
+    ("tsit5", "tanh", True),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize(("method", "activation", "time_input"), MLP_CASES)
+def test_mlp_launch_matches_core(method, activation, time_input, dense, dtype):
+    mlp = _mlp(activation, time_input)
+    y0 = np.random.default_rng(8).standard_normal((30, 3))
+    _check_launch(mlp, y0, method, dense, dtype, dt=0.05, t1=1.0)
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    """The (kernel name, arguments) of every launch the stand-in runs."""
+    import cupy_standin
+
+    calls = []
+    run_on_core = cupy_standin.run_on_core
+
+    def record(name, args):
+        calls.append((name, args))
+        run_on_core(name, args)
+
+    monkeypatch.setattr(cupy_standin, "run_on_core", record)
+    return calls
+
+
+def test_mlp_kernel_is_chosen_by_dimension(launched):
+    for d in (1, 8):
+        fastode.solve(_mlp("tanh", False, d=d), np.ones((4, d)), (0.0, 1.0),
+                      method="rk4", dt=0.1, dtype="float32", backend="cupy")
+    names = [name for name, _ in launched]
+    assert names == ["fastode_rk4_mlp1_float32", "fastode_rk4_mlp8_float32"]
+
+
+def test_mlp_weights_uploaded_once(fake_cupy, launched):
+    mlp = _mlp("tanh", True)
+    y0 = np.random.default_rng(9).standard_normal((30, 3))
+    kwargs = {"method": "rk4", "dt": 0.05}
+    gpu = fastode.solve(mlp, y0, (0.0, 1.0), backend="cupy", chunk_size=7, **kwargs)
+    cpu = fastode.solve(mlp, y0, (0.0, 1.0), backend="cpp", **kwargs)
+    assert fake_cupy.launch_sizes == [7, 7, 7, 7, 2]
+    # Arguments 18 and 19 are the packed weights and the widths. Every chunk
+    # gets the same device arrays.
+    weights = {id(args[18]) for _, args in launched}
+    widths = {id(args[19]) for _, args in launched}
+    assert len(weights) == 1
+    assert len(widths) == 1
+    first = launched[0][1]
+    assert isinstance(first[18], DeviceArray)
+    np.testing.assert_array_equal(first[19], mlp.widths)
+    _assert_same(gpu, cpu)
+
+
+def test_mlp_device_y0_gives_device_results(fake_cupy):
+    mlp = _mlp("softplus", False)
+    y0 = np.random.default_rng(10).standard_normal((12, 3))
+    kwargs = {"method": "dopri5", "rtol": 1e-8, "t_eval": [0.0, 0.5, 1.0]}
+    gpu = fastode.solve(mlp, fake_cupy.asarray(y0), (0.0, 1.0), backend="cupy", **kwargs)
+    cpu = fastode.solve(mlp, y0, (0.0, 1.0), **kwargs)
+    assert isinstance(gpu.y, DeviceArray)
+    _assert_same(gpu, cpu)
+
+
+def test_mlp_linear_field_matches_expm():
+    """One identity-activated layer is dh/dt = A h, so h(1) = expm(A) h0."""
+    from scipy.linalg import expm
+
+    a = np.array([[-0.5, 1.0], [-1.0, -0.5]])
+    y0 = np.array([[1.0, 0.0], [0.3, -2.0]])
+    sol = fastode.solve(fastode.MLP([a], activation="identity"), y0, (0.0, 1.0),
+                        method="dopri5", rtol=1e-12, atol=1e-12, backend="cupy")
+    np.testing.assert_allclose(sol.y, y0 @ expm(a).T, rtol=1e-9, atol=1e-12)
+
+
+def test_mlp_auto_backend_stays_on_cpu(monkeypatch):
+    from fastode._cupy import _device
+
+    monkeypatch.setattr(_device, "device_available", lambda: True)
+    n = _device.AUTO_GPU_MIN_TRAJECTORIES
+    assert not _device.prefers_gpu(_mlp("tanh", False), np.zeros((n, 3)))
+    # The same batch of a built-in system would go to the GPU.
+    assert _device.prefers_gpu(fastode.Lorenz(), np.zeros((n, 3)))
+
+
+def test_cnf_rejected_on_gpu():
+    with pytest.raises(TypeError, match="C\\+\\+ core only"):
+        fastode.cnf(_mlp("tanh", False), np.zeros((2, 3)), (0.0, 1.0), backend="cupy")

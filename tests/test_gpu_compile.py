@@ -23,6 +23,7 @@ from fastode._cupy._source import (
     all_kernel_specs,
     compile_options,
     kernel_source,
+    mlp_kernel_specs,
 )
 
 # One NVRTC program per system family and dtype: the headers are parsed once
@@ -64,6 +65,59 @@ def test_kernels_compile_to_ptx(family, dtype):
         name=f"{family}_{dtype}.cu",
     )
     assert _entry_names(ptx) == {spec.name for spec in specs}
+
+
+# The MLP kernels take the activation as a run-time value, so one kernel per
+# method and dtype covers all five. The two dtypes use the smallest and the
+# largest compiled dimension, which keeps this to 14 kernels of the 112.
+MLP_COMPILE_DIMS = {"float32": 1, "float64": _source.MAX_MLP_DIM}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", _source.DTYPES)
+def test_mlp_kernels_compile_to_ptx(dtype):
+    pytest.importorskip(
+        "cuda.bindings.nvrtc",
+        reason="cuda-bindings (NVRTC) is not installed; "
+        'install the test extra: pip install "fastode[test]"',
+    )
+    from fastode._cupy._nvrtc import compile_ptx
+
+    specs = mlp_kernel_specs(dims=(MLP_COMPILE_DIMS[dtype],), dtypes=(dtype,))
+    ptx = compile_ptx(
+        kernel_source(specs), compile_options(), arch="compute_90", name=f"mlp_{dtype}.cu"
+    )
+    assert len(specs) == 7
+    assert _entry_names(ptx) == {spec.name for spec in specs}
+
+
+def test_mlp_specs_cover_runge_kutta_methods():
+    specs = mlp_kernel_specs()
+    runge_kutta = {m for m, kind in fastode.METHODS.items() if kind != "symplectic"}
+    assert {spec.method for spec in specs} == runge_kutta
+    assert {spec.system for spec in specs} == {f"mlp{d}" for d in range(1, 9)}
+    assert len(specs) == 2 * 7 * 8
+    assert not {spec.name for spec in specs} & {spec.name for spec in all_kernel_specs()}
+
+
+def _mlp(d: int, hidden: int, time_input: bool = False):
+    n_input = d + (1 if time_input else 0)
+    return fastode.MLP([np.ones((hidden, n_input)), np.ones((d, hidden))],
+                       time_input=time_input)
+
+
+def test_system_key_of_mlp():
+    assert _source.system_key(_mlp(4, 256, time_input=True)) == "mlp4"
+
+
+def test_system_key_rejects_large_mlp():
+    with pytest.raises(ValueError, match="d = 9.*d <= 8.*backend='cpp'"):
+        _source.system_key(_mlp(9, 16))
+
+
+def test_system_key_rejects_wide_mlp_layer():
+    with pytest.raises(ValueError, match="width 257.*width <= 256"):
+        _source.system_key(_mlp(2, 257))
 
 
 def test_specs_cover_every_method_and_system():

@@ -103,6 +103,12 @@ class MLP(System):
     4096, runs on kernels with a run-time dimension. Each solve packs the
     weights into one contiguous buffer of the solve dtype, which is the one
     copy the kernels read. The ReLU derivative at 0 is taken as 0.
+
+    ``backend="cupy"`` runs fields with d <= 8 and hidden widths up to 256,
+    one GPU thread per trajectory, and raises ValueError for larger ones.
+    ``backend="auto"`` keeps MLP fields on the CPU.
+    NOTE: the GPU kernels compile to PTX in the tests but have not run on a
+    GPU yet.
     """
 
     _kernel = "solve_mlp"

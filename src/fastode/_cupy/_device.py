@@ -139,17 +139,20 @@ def prefers_gpu(system, y0) -> bool:
     True when CuPy finds a device, `system` has a GPU kernel, and either
     `y0` is already in GPU memory or the batch has at least
     `AUTO_GPU_MIN_TRAJECTORIES` rows. Small host batches are decided without
-    importing CuPy.
+    importing CuPy. MLP fields stay on the CPU: backend="cupy" runs them, but
+    no MLP kernel has run on a GPU yet, so nothing shows the GPU is faster.
     """
-    from ._source import system_key
+    from ._source import LAYOUTS, system_key
 
     if not is_device_array(y0):
         n = _batch_size(y0)
         if n is None or n < AUTO_GPU_MIN_TRAJECTORIES:
             return False
     try:
-        system_key(system)
+        key = system_key(system)
     except (TypeError, ValueError):
+        return False
+    if LAYOUTS[key].network:
         return False
     return device_available()
 

@@ -1,4 +1,5 @@
-"""`fastode.solve(..., backend="cupy")`: the built-in systems on a CUDA GPU.
+"""`fastode.solve(..., backend="cupy")`: the built-in systems and MLP fields
+on a CUDA GPU.
 
 Each (method, system, dtype) kernel is compiled from the shipped C++ headers
 by CuPy's NVRTC on first use and cached for the process; CuPy also keeps the
@@ -120,6 +121,8 @@ def _system_parameters(cupy, system, n: int, dtype) -> tuple[list, list]:
     it whole. A per-trajectory one keeps n rows, for the chunks to slice.
     """
     layout = LAYOUTS[system_key(system)]
+    if layout.network:
+        return [], _network_arguments(cupy, system, dtype)
     linear = type(system).__name__ == "Linear"
     if linear:
         d = system.dim
@@ -139,6 +142,20 @@ def _system_parameters(cupy, system, n: int, dtype) -> tuple[list, list]:
         params.append((array, stride))
     tail = [np.int32(system.b is not None)] if linear else []
     return params, tail
+
+
+def _network_arguments(cupy, mlp, dtype) -> list:
+    """Return the kernel arguments of an MLP field: its weights and widths,
+    uploaded once per call and read by every chunk and thread, then the
+    network shape."""
+    net = mlp._core_arguments(0, dtype)
+    return [
+        cupy.asarray(net["params"]),
+        cupy.asarray(net["widths"]),
+        np.int32(len(net["widths"]) - 1),
+        np.int32(net["activation"]),
+        np.int32(net["time_input"]),
+    ]
 
 
 def _solution(out: dict, t, dense: bool, single: bool, method: str):
@@ -207,6 +224,10 @@ def solve_cupy(
     A device ``t_eval`` is copied to the host once for validation. System
     parameters may also be device arrays, except `Linear`'s ``A`` and ``b``,
     which `fastode.Linear` converts to NumPy when it is constructed.
+    An `MLP` field runs with one thread per trajectory for d <= 8 and layers
+    up to 256 wide; its weights, packed in the solve dtype, are uploaded once
+    per call and shared by every thread. Larger fields raise ValueError, and
+    CNF systems (`fastode.cnf`) TypeError.
     Results agree with ``backend="cpp"`` to rounding, not bit for bit: the
     GPU contracts a * b + c into fused multiply-adds where the host compiler
     may not, and its cos, sin and pow differ in the last bits. They do not
@@ -220,11 +241,13 @@ def solve_cupy(
         When no CUDA device is usable.
     MemoryError
         When the result exceeds `max_memory`, or a device result the GPU.
+    ValueError
+        For a `Linear` or `MLP` system too large for the GPU kernels.
     """
     if not isinstance(system, System):
         msg = (
             f"system must be a fastode system (Linear, Oscillator, Lorenz, "
-            f"Hamiltonian), got {type(system).__name__}"
+            f"Hamiltonian, MLP), got {type(system).__name__}"
         )
         raise TypeError(msg)
     method = check.check_method(method, system)

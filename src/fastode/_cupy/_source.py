@@ -1,8 +1,8 @@
 """CUDA C++ source of the GPU kernels, generated from the shipped headers.
 
 Each kernel is one ``extern "C" __global__`` function per (method, system,
-dtype). It includes ``fastode/integrate.hpp`` and ``fastode/systems.hpp`` and
-calls the same driver as the C++ core, ``fixed_block`` or ``adaptive_block``,
+dtype). It includes ``fastode/integrate.hpp``, ``fastode/systems.hpp`` and
+``fastode/mlp.hpp`` and calls the same driver as the C++ core, ``fixed_block`` or ``adaptive_block``,
 with one lane (W = 1): thread ``i`` integrates trajectory ``i``. No
 coefficient is written here; the tableaus come from the headers.
 
@@ -20,6 +20,7 @@ from .._validation import METHODS
 __all__ = [
     "KernelSpec",
     "all_kernel_specs",
+    "mlp_kernel_specs",
     "compile_options",
     "include_dir",
     "kernel_source",
@@ -49,6 +50,11 @@ _DRIVERS = {
 
 #: Largest d of `Linear` with a compiled kernel, as in the C++ core.
 MAX_LINEAR_DIM = 8
+#: Largest d of `MLP` with a GPU kernel: the compile-time dimensions of the
+#: C++ core (``fastode._core.MAX_MLP_DIM``). The core's run-time-dimension
+#: drivers for wider fields keep their buffers in std::vector, so they are
+#: CPU only.
+MAX_MLP_DIM = 8
 
 _POTENTIALS = {
     "harmonic": "HarmonicPotential",
@@ -64,11 +70,28 @@ class SystemLayout:
 
     ``cpp_type`` is a format string with ``{T}`` for the scalar type, and
     ``params`` names the `Param` members in the order the kernel takes them.
+    ``extra`` lists the kernel parameters that follow them as (name, C type
+    with ``{T}`` for the scalar, statement that stores it in ``sys``).
+    ``network`` marks MLP fields, which `all_kernel_specs` leaves out.
     """
 
     cpp_type: str
     params: tuple[str, ...]
     separable: bool = False
+    extra: tuple[tuple[str, str, str], ...] = ()
+    network: bool = False
+
+
+#: Kernel parameters of an MLP field after the common ones: the packed
+#: weights and the layer widths, shared by every thread, then the network
+#: shape. The activation is a run-time value, so one kernel serves all five.
+_NETWORK_PARAMS = (
+    ("params", "const {T}* __restrict__", "sys.net.params = params;"),
+    ("widths", "const int* __restrict__", "sys.net.widths = widths;"),
+    ("n_layers", "int", "sys.net.n_layers = n_layers;"),
+    ("activation", "int", "sys.net.activation = activation;"),
+    ("time_input", "int", "sys.net.time_input = time_input != 0;"),
+)
 
 
 def _layouts() -> dict[str, SystemLayout]:
@@ -79,7 +102,15 @@ def _layouts() -> dict[str, SystemLayout]:
         "lorenz": SystemLayout("fastode::Lorenz<{T}>", ("sigma", "rho", "beta")),
     }
     for d in range(1, MAX_LINEAR_DIM + 1):
-        layouts[f"linear{d}"] = SystemLayout(f"fastode::Linear<{{T}}, {d}>", ("A", "b"))
+        layouts[f"linear{d}"] = SystemLayout(
+            f"fastode::Linear<{{T}}, {d}>",
+            ("A", "b"),
+            extra=(("has_b", "int", "sys.has_b = has_b != 0;"),),
+        )
+    for d in range(1, MAX_MLP_DIM + 1):
+        layouts[f"mlp{d}"] = SystemLayout(
+            f"fastode::MLP<{{T}}, {d}>", (), extra=_NETWORK_PARAMS, network=True
+        )
     for name, potential in _POTENTIALS.items():
         cpp = f"fastode::Hamiltonian<{{T}}, fastode::{potential}<{{T}}>>"
         layouts[f"hamiltonian_{name}"] = SystemLayout(
@@ -88,7 +119,7 @@ def _layouts() -> dict[str, SystemLayout]:
     return layouts
 
 
-#: Every system key with a kernel, e.g. ``lorenz``, ``linear3``, ``hamiltonian_kepler``.
+#: Every system key with a kernel, e.g. ``lorenz``, ``linear3``, ``mlp4``.
 LAYOUTS = _layouts()
 
 
@@ -112,11 +143,17 @@ def system_key(system) -> str:
     Raises
     ------
     ValueError
-        For a `Linear` system with d above `MAX_LINEAR_DIM`.
+        For a `Linear` system with d above `MAX_LINEAR_DIM`, or an `MLP` with
+        d above `MAX_MLP_DIM` or a layer wider than ``MLP_MAX_WIDTH``.
     TypeError
         For a system type that has no GPU kernel.
     """
     kind = type(system).__name__
+    if kind == "MLP":
+        return _mlp_key(system)
+    if kind == "_FlowSystem":
+        msg = "fastode.cnf and fastode.log_prob run on the C++ core only; use backend='cpp'"
+        raise TypeError(msg)
     if kind == "Linear":
         if not 1 <= system.dim <= MAX_LINEAR_DIM:
             msg = (
@@ -130,21 +167,60 @@ def system_key(system) -> str:
     if kind in ("Oscillator", "Lorenz"):
         return kind.lower()
     msg = (
-        f"backend='cupy' supports Linear, Oscillator, Lorenz and Hamiltonian, "
+        f"backend='cupy' supports Linear, Oscillator, Lorenz, Hamiltonian and MLP, "
         f"got {kind}"
     )
     raise TypeError(msg)
 
 
+def _mlp_key(mlp) -> str:
+    """Return ``mlp{d}``, or raise for a field beyond the kernels' stack buffers."""
+    from .. import _core
+
+    if mlp.dim > MAX_MLP_DIM:
+        msg = (
+            f"MLP has d = {mlp.dim}; the cupy backend runs MLP fields with "
+            f"d <= {MAX_MLP_DIM}. Use backend='cpp' for larger d"
+        )
+        raise ValueError(msg)
+    widest = max(mlp.widths[1:])
+    if widest > _core.MLP_MAX_WIDTH:
+        msg = (
+            f"MLP has a layer of width {widest}; the cupy backend runs layers of "
+            f"width <= {_core.MLP_MAX_WIDTH}. Use backend='cpp' for wider layers"
+        )
+        raise ValueError(msg)
+    return f"mlp{mlp.dim}"
+
+
+def _method_specs(key: str, layout: SystemLayout, dtype: str) -> list[KernelSpec]:
+    return [
+        KernelSpec(method, key, dtype)
+        for method, kind in METHODS.items()
+        if kind != "symplectic" or layout.separable
+    ]
+
+
 def all_kernel_specs(dtypes=DTYPES) -> list[KernelSpec]:
-    """Return every (method, system, dtype) variant the GPU path can launch."""
+    """Return every (method, system, dtype) variant of the built-in systems.
+
+    MLP kernels are listed by `mlp_kernel_specs`.
+    """
     specs = []
     for dtype in dtypes:
         for key, layout in LAYOUTS.items():
-            for method, kind in METHODS.items():
-                if kind == "symplectic" and not layout.separable:
-                    continue
-                specs.append(KernelSpec(method, key, dtype))
+            if not layout.network:
+                specs += _method_specs(key, layout, dtype)
+    return specs
+
+
+def mlp_kernel_specs(dims=range(1, MAX_MLP_DIM + 1), dtypes=DTYPES) -> list[KernelSpec]:
+    """Return the (method, dimension, dtype) variants of the MLP field."""
+    specs = []
+    for dtype in dtypes:
+        for d in dims:
+            key = f"mlp{d}"
+            specs += _method_specs(key, LAYOUTS[key], dtype)
     return specs
 
 
@@ -198,6 +274,7 @@ _COMMON_PARAMS = (
 
 _PREAMBLE = """\
 #include "fastode/integrate.hpp"
+#include "fastode/mlp.hpp"
 #include "fastode/systems.hpp"
 """
 
@@ -211,8 +288,7 @@ def _kernel(spec: KernelSpec) -> str:
     params = [f"    {c_type.format(T=ctype)} {name}" for name, c_type, _ in _COMMON_PARAMS]
     for name in layout.params:
         params.append(f"    const {ctype}* {name}, long long {name}_stride")
-    if spec.system.startswith("linear"):
-        params.append("    int has_b")
+    params += [f"    {c_type.format(T=ctype)} {name}" for name, c_type, _ in layout.extra]
     members = [
         f"    {struct}.{name} = {name};"
         for name, _, struct in _COMMON_PARAMS
@@ -220,8 +296,7 @@ def _kernel(spec: KernelSpec) -> str:
     ]
     for name in layout.params:
         members += [f"    sys.{name}.data = {name};", f"    sys.{name}.stride = {name}_stride;"]
-    if spec.system.startswith("linear"):
-        members.append("    sys.has_b = has_b != 0;")
+    members += [f"    {statement}" for _, _, statement in layout.extra]
 
     # One thread per trajectory; a W = 1 block is exactly one trajectory.
     body = [
