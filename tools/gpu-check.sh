@@ -72,7 +72,8 @@ from fastode._cupy import _launch, _source
 # spawn: no child inherits a CUDA context from this process.
 context = multiprocessing.get_context("spawn")
 with ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=context) as pool:
-    list(pool.map(_launch.compile_kernel, _source.all_kernel_specs()))
+    specs = _source.all_kernel_specs() + _source.mlp_kernel_specs()
+    list(pool.map(_launch.compile_kernel, specs))
 PY
 echo "kernels compiled at $((SECONDS - start)) s"
 

@@ -72,7 +72,8 @@ def solve(
         `fastode.ode`. For built-in systems it selects ``cupy`` when CuPy
         finds a CUDA device and y0 is already on the GPU or has at least
         ``fastode._cupy.AUTO_GPU_MIN_TRAJECTORIES`` (65 536) rows, and the
-        C++ core otherwise; GPU results agree with the core to rounding, not
+        C++ core otherwise. `fastode.MLP` fields stay on the core under
+        ``auto``. GPU results agree with the core to rounding, not
         bit for bit. ``numba-cuda`` runs `fastode.ode` systems on an NVIDIA
         GPU, one thread per trajectory.
     dtype : {None, "float32", "float64"}
