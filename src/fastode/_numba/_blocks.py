@@ -19,12 +19,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 from ._steps import (
+    CONTROLLER_PI,
     ERR_PREV_MIN,
+    FACTOR_MAX,
     FACTOR_MIN,
     MAX_STEPS,
     NON_FINITE,
+    SAFETY,
     STEP_TOO_SMALL,
     SUCCESS,
     build_adaptive_parts,
@@ -285,6 +291,114 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype, lanes, dim, n_params
     return fixed_block
 
 
+@intrinsic
+def float64_bits(typingctx, x):
+    """Reinterpret the bits of float64 `x` as an int64, as C++ ``std::bit_cast``
+    does."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def bits_float64(typingctx, bits):
+    """Reinterpret the bits of int64 `bits` as a float64."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+# Constants of approx_pow, as the core writes them.
+MANTISSA_BITS = 0x000FFFFFFFFFFFFF
+EXPONENT_OF_ONE = 0x3FF0000000000000
+SQRT_2 = 1.4142135623730951
+LOG2_E = 1.4426950408889634
+LN_2 = 0.6931471805599453
+# 1.5 2^52: adding and subtracting it rounds a double to an integer.
+ROUNDING_SHIFTER = 6755399441055744.0
+# 1 / j! for j = 10, 9, ..., 2, the Taylor coefficients of e^r.
+INVERSE_FACTORIALS = tuple(1.0 / math.factorial(j) for j in range(10, 1, -1))
+
+
+def build_approx_pow(jit):
+    """Compile ``approx_pow`` of ``cpp/include/fastode/controller.hpp``: x^e
+    for a positive normal x, with |e log2 x| clamped to 60, to about 1e-9
+    relative, from bit operations, a polynomial and selects, so a lane loop
+    that calls it vectorizes. It repeats the core's operations in order, so
+    both compute the same step factors."""
+    c10, c9, c8, c7, c6, c5, c4, c3, c2 = INVERSE_FACTORIALS
+
+    @jit
+    def approx_pow(x, e):
+        bits = float64_bits(x)
+        # x = 2^k m with m in [sqrt(1/2), sqrt(2)), so ln(m) converges fast.
+        m = bits_float64((bits & MANTISSA_BITS) | EXPONENT_OF_ONE)
+        k = np.float64((bits >> 52) & 0x7FF) - 1023.0
+        high = m > SQRT_2
+        m = 0.5 * m if high else m
+        k = k + 1.0 if high else k
+        # ln(m) = 2 atanh(z), z = (m - 1) / (m + 1), |z| < 0.172: five terms.
+        z = (m - 1.0) / (m + 1.0)
+        z2 = z * z
+        ln_m = 2.0 * z * (1.0 + z2 * (1.0 / 3 + z2 * (1.0 / 5 + z2 * (1.0 / 7
+                                                                    + z2 * (1.0 / 9)))))
+        y = e * (k + ln_m * LOG2_E)
+        y = -60.0 if -60.0 > y else y
+        y = 60.0 if 60.0 < y else y
+        # 2^y = 2^n e^r with n = round(y) and |r| <= ln(2) / 2.
+        n = (y + ROUNDING_SHIFTER) - ROUNDING_SHIFTER
+        r = (y - n) * LN_2
+        q = c10
+        q = q * r + c9
+        q = q * r + c8
+        q = q * r + c7
+        q = q * r + c6
+        q = q * r + c5
+        q = q * r + c4
+        q = q * r + c3
+        q = q * r + c2
+        q = q * r + 1.0
+        q = q * r + 1.0
+        return bits_float64((np.int64(n) + 1023) << 52) * q
+
+    return approx_pow
+
+
+def build_step_factor(jit, error_order):
+    """Compile `step_factor` of the core's controller, for one lane: the ratio
+    of the next step to the one just tried, from its error norm, the previous
+    accepted norm and whether the previous step was rejected.
+
+    It mirrors ``step_factor`` in ``cpp/include/fastode/controller.hpp``
+    operation for operation, in float64, with `approx_pow` in place of pow:
+    both branches are computed and selected, so the lane loop that calls it
+    has no call and no branch and vectorizes. NaN norms give FACTOR_MIN and
+    zero norms FACTOR_MAX.
+    """
+    k = float(error_order + 1)
+    memory_exponent, i_exponent, pi_exponent = 0.4 / k, -1.0 / k, -0.7 / k
+    approx_pow = build_approx_pow(jit)
+
+    @jit
+    def step_factor(err_norm, controller, err_prev, rejected_last):
+        norm = abs(np.float64(err_norm)) + 1e-300
+        pi = controller == CONTROLLER_PI
+        memory = approx_pow(np.float64(err_prev), memory_exponent)
+        factor = SAFETY * approx_pow(norm, pi_exponent if pi else i_exponent)
+        factor = factor * memory if pi else factor
+        factor = factor if err_norm > 0.0 else FACTOR_MAX
+        factor = FACTOR_MIN if FACTOR_MIN > factor else factor
+        factor = FACTOR_MAX if FACTOR_MAX < factor else factor
+        factor = (1.0 if 1.0 < factor else factor) if rejected_last else factor
+        return factor if err_norm == err_norm else FACTOR_MIN
+
+    return step_factor
+
+
 def build_adaptive_block(jit, rhs, tableau, common, dtype, lanes, dim, n_params):
     """Compile the driver that advances lanes first .. first + count - 1 with
     an embedded pair: each lane has its own t, dt and accept decision, and
@@ -292,19 +406,23 @@ def build_adaptive_block(jit, rhs, tableau, common, dtype, lanes, dim, n_params)
 
     Stages are evaluated for every lane of the block, including lanes that
     have finished or failed, whose results are discarded. This keeps the
-    lane loops free of branches.
+    lane loops free of branches. The accept/reject decision and the next
+    step size of all lanes are one branch-free lane loop, as the core's
+    ``decide_steps``; only lanes with an output due, at the end of the span
+    or failing take a scalar pass.
     """
     cmin, cmax, row_is_finite, write_outputs, finish = (common[0], common[1], common[2],
                                                          common[4], common[6])
     parts = build_adaptive_parts(jit, rhs, tableau, common, dtype)
     b_err, stages = parts.b_err, parts.stages
     has_dense = parts.has_dense
-    write_dense_outputs, step_factor = parts.write_dense_outputs, parts.step_factor
-    min_step, initial_step = parts.min_step, parts.initial_step
+    write_dense_outputs, min_step, initial_step = (parts.write_dense_outputs, parts.min_step,
+                                                   parts.initial_step)
+    step_factor = build_step_factor(jit, int(tableau["error_order"]))
     load_block, store_params = build_load_block(jit, common, lanes, dim, n_params)
     real = numba_real(dtype)
     zero, one = real(0), real(1)
-    err_prev_min, factor_min = real(ERR_PREV_MIN), real(FACTOR_MIN)
+    err_prev_min = real(ERR_PREV_MIN)
 
     block_stages, _ = compile_stages(jit, rhs, tableau, dtype, lanes, dim, per_lane=True)
 
@@ -324,7 +442,7 @@ def build_adaptive_block(jit, rhs, tableau, common, dtype, lanes, dim, n_params)
             norm[lane] = math.sqrt(norm[lane] / real(dim))
 
     @jit
-    def start_steps(t0, t1, dt0, rtol, atol, y, y1, k, p, active, dt, evals):
+    def start_steps(t0, t1, dt0, rtol, atol, y, y1, k, p, active, dt, evals, code):
         """Evaluate f(t0, y) and choose each active lane's first step."""
         direction = one if t1 >= t0 else -one
         for lane in range(lanes):
@@ -334,6 +452,12 @@ def build_adaptive_block(jit, rhs, tableau, common, dtype, lanes, dim, n_params)
             if not active[lane]:
                 continue
             evals[lane] += 1
+            # A derivative that is not finite at t0 cannot improve by
+            # shrinking the step, so such a lane fails before its first step.
+            if not row_is_finite(k[0, :, lane]):
+                code[lane] = NON_FINITE
+                active[lane] = False
+                continue
             if dt0 > zero:
                 dt[lane] = direction * cmin(dt0, abs(t1 - t0))
             else:
@@ -341,49 +465,76 @@ def build_adaptive_block(jit, rhs, tableau, common, dtype, lanes, dim, n_params)
                                         y1[:, lane], k[1, :, lane], p[:, lane])
                 evals[lane] += 1
 
-    # NOTE: this per-lane pass is scalar code (a pow and a nextafter call
-    # per lane and step), unlike the core's vectorized decide_steps. It is
-    # the likely reason adaptive runs stay 2x to 6x slower than the C++ core.
     @jit
-    def accept_or_reject(lane, n, count, t_eval, y_out, t1, direction, controller, y, y1, k,
-                         norm, past, t, dt, dt_try, err_prev, rejected_last, code, active,
-                         steps, accepted, rejected, written, max_steps):
-        """Apply lane's step decision, as the one-trajectory driver does."""
-        steps[lane] += 1
-        finite = math.isfinite(norm) and row_is_finite(y1[:, lane])
-        if finite and norm <= one:
-            t_new = t1 if past else t[lane] + dt_try
-            if lane < count:
-                if has_dense:
-                    written[lane] = write_dense_outputs(
-                        t_eval, y_out, n, written[lane], t[lane], t_new, y[:, lane],
-                        k[:, :, lane], y1[:, lane], direction)
-                else:
-                    written[lane] = write_outputs(
-                        t_eval, y_out, n, written[lane], t[lane], t_new, y[:, lane],
-                        k[0, :, lane], y1[:, lane], k[stages - 1, :, lane], direction)
-            for i in range(dim):
-                y[i, lane] = y1[i, lane]
-                k[0, i, lane] = k[stages - 1, i, lane]
-            t[lane] = t_new
-            accepted[lane] += 1
-            factor = step_factor(norm, controller, err_prev[lane], rejected_last[lane])
-            rejected_last[lane] = False
-            err_prev[lane] = cmax(norm, err_prev_min)
-            if past:
-                active[lane] = False
-                return
-        else:
-            rejected[lane] += 1
-            if finite:
-                factor = step_factor(norm, controller, err_prev[lane], rejected_last[lane])
-            else:
-                factor = factor_min
-            factor = cmin(factor, one)
-            rejected_last[lane] = True
-        dt[lane] = dt_try * factor
-        if not (abs(dt[lane]) >= min_step(t[lane], direction)):
-            code[lane] = STEP_TOO_SMALL if finite else NON_FINITE
+    def decide_steps(t1, direction, controller, max_steps, active, t, dt, dt_try, norm,
+                     err_prev, rejected_last, steps, t_out, ok, t_new, dt_next, event):
+        """Accept or reject every lane's step and choose its next step size,
+        without branches; return whether some active lane needs the scalar
+        pass (an output due, the end of the span, or a failure)."""
+        any_event = False
+        for lane in range(lanes):
+            accept = norm[lane] <= one  # false for NaN, which a non-finite y1 gives
+            at_end = direction * (t[lane] + dt[lane] - t1) >= zero
+            t_next = t1 if at_end else t[lane] + dt_try[lane]
+            factor = real(step_factor(norm[lane], controller, err_prev[lane],
+                                      rejected_last[lane]))
+            factor = factor if accept else cmin(factor, one)
+            t_after = t_next if accept else t[lane]
+            dt_new = dt_try[lane] * factor
+            too_small = not (abs(dt_new) >= min_step(t_after))
+            out_of_steps = steps[lane] + 1 >= max_steps
+            output_due = direction * (t_out[lane] - t_next) <= zero
+            flagged = active[lane] & ((accept & (at_end | output_due)) | too_small
+                                      | out_of_steps)
+            ok[lane] = accept
+            t_new[lane] = t_next
+            dt_next[lane] = dt_new
+            event[lane] = flagged
+            any_event |= flagged
+        return any_event
+
+    @jit
+    def update_lanes(stages_used, active, ok, t, t_new, dt, dt_next, norm, err_prev,
+                     rejected_last, steps, accepted, rejected, evals, past, y, y1, k):
+        # Accepted lanes take y1; rejected lanes retry with the smaller step.
+        for i in range(dim):
+            for lane in range(lanes):
+                take = active[lane] & ok[lane]
+                y[i, lane] = y1[i, lane] if take else y[i, lane]
+                k[0, i, lane] = k[stages - 1, i, lane] if take else k[0, i, lane]
+        for lane in range(lanes):
+            on = active[lane]
+            take = on & ok[lane]
+            steps[lane] += 1 if on else 0
+            evals[lane] += stages_used if on else 0
+            accepted[lane] += 1 if take else 0
+            rejected[lane] += 1 if on and not ok[lane] else 0
+            t[lane] = t_new[lane] if take else t[lane]
+            # A lane that reached t1 keeps its dt, as in the core.
+            finished = take & past[lane]
+            dt[lane] = dt_next[lane] if on and not finished else dt[lane]
+            err_prev[lane] = cmax(norm[lane], err_prev_min) if take else err_prev[lane]
+            rejected_last[lane] = (not ok[lane]) if on else rejected_last[lane]
+
+    @jit
+    def next_output_time(t_eval, written, t1, span_past):
+        return t_eval[written] if written < t_eval.shape[0] else span_past
+
+    @jit
+    def write_lane_outputs(t_eval, y_out, n, j, ta, tb, y, y1, k, lane, direction):
+        if has_dense:
+            return write_dense_outputs(t_eval, y_out, n, j, ta, tb, y[:, lane], k[:, :, lane],
+                                       y1[:, lane], direction)
+        return write_outputs(t_eval, y_out, n, j, ta, tb, y[:, lane], k[0, :, lane],
+                             y1[:, lane], k[stages - 1, :, lane], direction)
+
+    @jit
+    def settle_lane(lane, active, ok, past, t, dt, norm, steps, max_steps, code):
+        """End a flagged lane that reached t1 or failed, after its update."""
+        if ok[lane] and past[lane]:
+            active[lane] = False
+        elif not (abs(dt[lane]) >= min_step(t[lane])):
+            code[lane] = STEP_TOO_SMALL if norm[lane] == norm[lane] else NON_FINITE
             active[lane] = False
         elif steps[lane] >= max_steps:
             code[lane] = MAX_STEPS
@@ -391,13 +542,16 @@ def build_adaptive_block(jit, rhs, tableau, common, dtype, lanes, dim, n_params)
 
     @jit
     def adaptive_block(first, count, y0, params, pstride, t_eval, t0, t1, dt0, rtol, atol,
-                       max_steps, controller, results, y, y1, k, p, lane_state):
+                       max_steps, controller, results, y, y1, k, p, lane_state, decision):
         # Tuples keep the call under 30 arguments: CPython compiles longer
         # calls with *args, which Numba cannot inline.
         y_out, t_final, status, n_steps, n_accepted, n_rejected, n_rhs = results
         (code, written, active, t, dt, dt_try, norm, past, err_prev, rejected_last, steps,
          accepted, rejected, evals) = lane_state
+        ok, t_new, dt_next, event, t_out = decision
         direction = one if t1 >= t0 else -one
+        # Beyond t1, so that a lane with no output left never has one due.
+        span_past = t1 + direction * (one + abs(t1 - t0))
         load_block(first, count, y0, params, pstride, t_eval, t0, y_out, y, p, code,
                    written)
         n_active = 0
@@ -411,8 +565,9 @@ def build_adaptive_block(jit, rhs, tableau, common, dtype, lanes, dim, n_params)
             evals[lane] = 0
             err_prev[lane] = err_prev_min
             rejected_last[lane] = False
+            t_out[lane] = next_output_time(t_eval, written[lane], t1, span_past)
         if n_active > 0:
-            start_steps(t0, t1, dt0, rtol, atol, y, y1, k, p, active, dt, evals)
+            start_steps(t0, t1, dt0, rtol, atol, y, y1, k, p, active, dt, evals, code)
         while n_active > 0:
             # Clip the step so that no stage is evaluated past t1.
             for lane in range(lanes):
@@ -420,16 +575,26 @@ def build_adaptive_block(jit, rhs, tableau, common, dtype, lanes, dim, n_params)
                 dt_try[lane] = t1 - t[lane] if past[lane] else dt[lane]
             block_stages(t, dt_try, y, y1, k, p)
             block_error_norm(rtol, atol, dt_try, y, k, y1, norm)
-            n_active = 0
-            for lane in range(lanes):
-                if not active[lane]:
-                    continue
-                evals[lane] += stages - 1
-                accept_or_reject(lane, first + lane, count, t_eval, y_out, t1, direction,
-                                 controller, y, y1, k, norm[lane], past[lane], t, dt,
-                                 dt_try[lane], err_prev, rejected_last, code, active, steps,
-                                 accepted, rejected, written, max_steps)
-                n_active += active[lane]
+            any_event = decide_steps(t1, direction, controller, max_steps, active, t, dt,
+                                     dt_try, norm, err_prev, rejected_last, steps, t_out, ok,
+                                     t_new, dt_next, event)
+            # Outputs interpolate within the step, so they come before the update.
+            if any_event:
+                for lane in range(count):
+                    if event[lane] and ok[lane]:
+                        written[lane] = write_lane_outputs(
+                            t_eval, y_out, first + lane, written[lane], t[lane],
+                            t_new[lane], y, y1, k, lane, direction)
+                        t_out[lane] = next_output_time(t_eval, written[lane], t1, span_past)
+            update_lanes(stages - 1, active, ok, t, t_new, dt, dt_next, norm, err_prev,
+                         rejected_last, steps, accepted, rejected, evals, past, y, y1, k)
+            if any_event:
+                n_active = 0
+                for lane in range(lanes):
+                    if event[lane]:
+                        settle_lane(lane, active, ok, past, t, dt, norm, steps, max_steps,
+                                    code)
+                    n_active += active[lane]
 
         store_params(first, count, params, pstride, p)
         for lane in range(count):

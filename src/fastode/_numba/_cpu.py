@@ -176,13 +176,19 @@ def _adaptive_kernel(adaptive_block, stages, dim, n_params, cache, boundscheck):
             accepted = np.empty(lanes, np.int64)
             rejected = np.empty(lanes, np.int64)
             evals = np.empty(lanes, np.int64)
+            ok = np.empty(lanes, np.bool_)
+            t_new = np.empty(lanes, dtype)
+            dt_next = np.empty(lanes, dtype)
+            event = np.empty(lanes, np.bool_)
+            t_out = np.empty(lanes, dtype)
             results = (y_out, t_final, status, n_steps, n_accepted, n_rejected, n_rhs)
+            decision = (ok, t_new, dt_next, event, t_out)
             lane_state = (code, written, active, t, dt, dt_try, norm, past, err_prev,
                           rejected_last, steps, accepted, rejected, evals)
             for block in range(task * per_task, min(n_blocks, (task + 1) * per_task)):
                 first = block * lanes
                 adaptive_block(first, min(lanes, n - first), y0, params, pstride, t_eval,
                                t0, t1, dt0, rtol, atol, max_steps, controller, results, y,
-                               y1, k, p, lane_state)
+                               y1, k, p, lane_state, decision)
 
     return adaptive_kernel
