@@ -507,6 +507,21 @@ FASTODE_HD FASTODE_INLINE bool active_lanes_finite(const LaneVec<T, D, W>& y,
     return probe == T(0);
 }
 
+/// Stops lane l of a fixed-step run that became non-finite in step `step`
+/// (counted from 0), which started at time ta: the lane reports ta, `evals`
+/// evaluations of f, and keeps only the `out_before` outputs written before
+/// that step.
+template <class T, int W>
+FASTODE_HD FASTODE_INLINE void stop_before_step(LaneState<T, W>& st, int l, index_t step,
+                                                index_t evals, T ta, index_t out_before) {
+    st.fail(l, NON_FINITE);
+    st.n_steps[l] = step + 1;
+    st.n_accepted[l] = step;
+    st.n_rhs[l] = evals;
+    st.t[l] = ta;
+    st.n_written[l] = math::min(st.n_written[l], out_before);
+}
+
 /// A block's state at the last passed finiteness check, and the counters
 /// there, from which the steps after it can be replayed.
 template <class T, int D, int W>
@@ -542,12 +557,7 @@ FASTODE_HD void locate_failures(const Lanes& lanes, const Problem<T>& prob, inde
 
         for (int l = 0; l < W; ++l) {
             if (!st.active[l] || lane_is_finite(y1, l)) continue;
-            st.fail(l, NON_FINITE);
-            st.n_steps[l] = k + 1;
-            st.n_accepted[l] = k;
-            st.n_rhs[l] = evals;
-            st.t[l] = ta;
-            st.n_written[l] = math::min(st.n_written[l], out_before);
+            stop_before_step(st, l, k, evals, ta, out_before);
             copy_lane(y_stop, y, l);
         }
         y = y1;

@@ -407,12 +407,7 @@ void wide_locate_failures(Lanes& lanes, const Problem<T>& prob, index_t n,
 
         for (int l = 0; l < W; ++l) {
             if (!st.active[l] || wide_lane_is_finite<T, W>(y1, dim, l)) continue;
-            st.fail(l, NON_FINITE);
-            st.n_steps[l] = s + 1;
-            st.n_accepted[l] = s;
-            st.n_rhs[l] = evals;
-            st.t[l] = ta;
-            st.n_written[l] = math::min(st.n_written[l], out_before);
+            stop_before_step(st, l, s, evals, ta, out_before);
             wide_copy_lane<T, W>(y_stop, y, dim, l);
         }
         std::swap(y, y1);

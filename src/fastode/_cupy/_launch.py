@@ -227,7 +227,10 @@ def solve_cupy(
     An `MLP` field runs with one thread per trajectory for d <= 8 and layers
     up to 256 wide; its weights, packed in the solve dtype, are uploaded once
     per call and shared by every thread. Larger fields raise ValueError, and
-    CNF systems (`fastode.cnf`) TypeError.
+    CNF systems (`fastode.cnf`) TypeError. Each thread keeps two layer
+    buffers sized for 256 units in local memory, whatever the network's
+    widths: about 4.7 KB per thread in float64 and 2.4 KB in float32 (PTX
+    of the d = 8 dopri5 and tsit5 kernels, NVRTC from cuda-bindings).
     Results agree with ``backend="cpp"`` to rounding, not bit for bit: the
     GPU contracts a * b + c into fused multiply-adds where the host compiler
     may not, and its cos, sin and pow differ in the last bits. They do not
