@@ -128,18 +128,76 @@ FASTODE_HD FASTODE_INLINE T exp_floor() {
     return sizeof(T) == 4 ? T(-80) : T(-700);
 }
 
+/// expm1(r) for |r| <= ln(2) / 2, by its Taylor series to r^13. The first
+/// omitted term, r^14 / 14!, is below 1.3e-17 relative to expm1(r).
+template <class T>
+FASTODE_HD FASTODE_INLINE T expm1_reduced13(T r) {
+    T p = T(1.0 / 6227020800.0);  // 1/13!
+    p = p * r + T(1.0 / 479001600.0);
+    p = p * r + T(1.0 / 39916800.0);
+    p = p * r + T(1.0 / 3628800.0);
+    p = p * r + T(1.0 / 362880.0);
+    p = p * r + T(1.0 / 40320.0);
+    p = p * r + T(1.0 / 5040.0);
+    p = p * r + T(1.0 / 720.0);
+    p = p * r + T(1.0 / 120.0);
+    p = p * r + T(1.0 / 24.0);
+    p = p * r + T(1.0 / 6.0);
+    p = p * r + T(0.5);
+    return r + r * r * p;
+}
+
+/// 2^n from k = n + 1.5 2^(mantissa bits), the sum that round_to_integer
+/// forms: n sits in the low bits of k, so shifting them into the exponent
+/// field saves the float-to-integer conversion. Needs 0 <= n + bias < 2^11
+/// (double) or 2^8 (float).
+template <class T>
+FASTODE_HD FASTODE_INLINE T pow2_from_shifted(T k);
+
+template <>
+FASTODE_HD FASTODE_INLINE double pow2_from_shifted<double>(double k) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+    return __longlong_as_double((__double_as_longlong(k) + 1023LL) << 52);
+#else
+    return __builtin_bit_cast(double, (__builtin_bit_cast(long long, k) + 1023LL) << 52);
+#endif
+}
+
+template <>
+FASTODE_HD FASTODE_INLINE float pow2_from_shifted<float>(float k) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+    return __int_as_float((__float_as_int(k) + 127) << 23);
+#else
+    return __builtin_bit_cast(float, (__builtin_bit_cast(int, k) + 127) << 23);
+#endif
+}
+
+template <class T>
+FASTODE_HD FASTODE_INLINE T copy_sign(T magnitude, T sign) {
+#if defined(__CUDACC_RTC__)
+    return ::copysign(magnitude, sign);
+#else
+    return std::copysign(magnitude, sign);
+#endif
+}
+
 /// tanh(x) = sign(x) e / (e + 2) with e = expm1(2 |x|), which has no
-/// cancellation, so it is accurate relative to tanh(x) near 0 as well.
+/// cancellation, so it is accurate relative to tanh(x) near 0 as well. A NaN
+/// x returns 1 with the NaN's sign bit, but the NaN stays in the state, so the
+/// run still reports it.
 template <class T>
 FASTODE_HD FASTODE_INLINE T tanh(T x) {
-    // tanh(20) rounds to 1 in float64, so larger |x| changes nothing.
+    // tanh(20) rounds to 1 in float64, so larger |x| changes nothing, and
+    // n <= 58 keeps pow2_from_shifted in range.
     const T y = T(2) * math::min(math::fabs(x), T(20));
-    T r;
-    const T n = reduce_ln2(y, r);
-    const T scale = pow2(n);
-    const T e = scale * expm1_reduced(r) + (scale - T(1));
-    const T t = e / (e + T(2));
-    return x < T(0) ? -t : t;
+    const T shifter = sizeof(T) == 4 ? T(12582912.0f) : T(6755399441055744.0);
+    const T k = y * T(1.4426950408889634) + shifter;
+    const T n = k - shifter;
+    // Cody and Waite's two-part ln 2, as in reduce_ln2.
+    const T r = (y - n * T(6.93147180369123816490e-01)) - n * T(1.90821492927058770002e-10);
+    const T scale = pow2_from_shifted(k);
+    const T e = scale * expm1_reduced13(r) + (scale - T(1));
+    return copy_sign(e / (e + T(2)), x);
 }
 
 /// 1 / (1 + exp(-x)), written with exp(-|x|), whose argument is at most 0.
@@ -187,32 +245,72 @@ FASTODE_HD FASTODE_INLINE T softplus(T x) {
 
 }  // namespace mlp_math
 
+// One type per activation, so a kernel templated on it has no switch or
+// derivative branch inside its lane loops.
+struct IdentityActivation {
+    template <class T>
+    FASTODE_HD FASTODE_INLINE static T apply(T z) { return z; }
+};
+struct TanhActivation {
+    template <class T>
+    FASTODE_HD FASTODE_INLINE static T apply(T z) { return mlp_math::tanh(z); }
+};
+struct ReluActivation {
+    template <class T>
+    FASTODE_HD FASTODE_INLINE static T apply(T z) { return math::max(z, T(0)); }
+};
+struct SoftplusActivation {
+    template <class T>
+    FASTODE_HD FASTODE_INLINE static T apply(T z) { return mlp_math::softplus(z); }
+};
+struct SigmoidActivation {
+    template <class T>
+    FASTODE_HD FASTODE_INLINE static T apply(T z) { return mlp_math::sigmoid(z); }
+};
+
+/// Applies the activation to n values of z in place.
+template <class Act, class T>
+FASTODE_HD FASTODE_INLINE void activate_values(T* z, int n) {
+    FASTODE_SIMD
+    for (int i = 0; i < n; ++i) z[i] = Act::template apply<T>(z[i]);
+}
+
 /// Applies the activation to n values of z in place and, when `deriv` is not
-/// null, stores its derivative at each z there. The switch sits outside the
-/// loops so each loop vectorizes.
+/// null, stores its derivative at each z there. The switch and the `deriv`
+/// test sit outside the loops, because a branch inside a lane loop makes GCC
+/// mask every instruction of its body.
 template <class T>
 FASTODE_HD void activate(int activation, T* z, T* deriv, int n) {
+    if (!deriv) {
+        switch (activation) {
+            case ACTIVATION_TANH: return activate_values<TanhActivation>(z, n);
+            case ACTIVATION_RELU: return activate_values<ReluActivation>(z, n);
+            case ACTIVATION_SOFTPLUS: return activate_values<SoftplusActivation>(z, n);
+            case ACTIVATION_SIGMOID: return activate_values<SigmoidActivation>(z, n);
+            default: return;
+        }
+    }
     switch (activation) {
         case ACTIVATION_TANH:
             FASTODE_SIMD
             for (int i = 0; i < n; ++i) {
                 const T a = mlp_math::tanh(z[i]);
                 z[i] = a;
-                if (deriv) deriv[i] = T(1) - a * a;
+                deriv[i] = T(1) - a * a;
             }
             return;
         case ACTIVATION_RELU:
             FASTODE_SIMD
             for (int i = 0; i < n; ++i) {
                 // The derivative at 0 is taken as 0, as PyTorch does.
-                if (deriv) deriv[i] = z[i] > T(0) ? T(1) : T(0);
+                deriv[i] = z[i] > T(0) ? T(1) : T(0);
                 z[i] = math::max(z[i], T(0));
             }
             return;
         case ACTIVATION_SOFTPLUS:
             FASTODE_SIMD
             for (int i = 0; i < n; ++i) {
-                if (deriv) deriv[i] = mlp_math::sigmoid(z[i]);
+                deriv[i] = mlp_math::sigmoid(z[i]);
                 z[i] = mlp_math::softplus(z[i]);
             }
             return;
@@ -221,13 +319,11 @@ FASTODE_HD void activate(int activation, T* z, T* deriv, int n) {
             for (int i = 0; i < n; ++i) {
                 const T s = mlp_math::sigmoid(z[i]);
                 z[i] = s;
-                if (deriv) deriv[i] = s * (T(1) - s);
+                deriv[i] = s * (T(1) - s);
             }
             return;
         default:
-            if (deriv) {
-                for (int i = 0; i < n; ++i) deriv[i] = T(1);
-            }
+            for (int i = 0; i < n; ++i) deriv[i] = T(1);
             return;
     }
 }
@@ -284,6 +380,76 @@ FASTODE_HD FASTODE_INLINE void dense_layer(const T* weight, const T* bias, int n
     }
 }
 
+/// Accumulates acc[o][l] += w2[o][h] act(b1[h] + sum_j w1[h][j] in[j][l]) for
+/// the G hidden units h0 .. h0 + G - 1 and C lanes from `c0`.
+template <class Act, int G, int C, int W, int D, class T>
+FASTODE_HD FASTODE_INLINE void accumulate_hidden_group(const T* w1, const T* b1, int n_in,
+                                                       int n_hidden, const T* w2, const T* in,
+                                                       int h0, int c0, T (&acc)[D][C]) {
+    T z[G * C];
+    FASTODE_UNROLL
+    for (int h = 0; h < G; ++h) {
+        FASTODE_SIMD
+        for (int l = 0; l < C; ++l) z[h * C + l] = b1[h0 + h];
+    }
+    for (int j = 0; j < n_in; ++j) {
+        FASTODE_UNROLL
+        for (int h = 0; h < G; ++h) {
+            const T a = w1[(h0 + h) * n_in + j];
+            FASTODE_SIMD
+            for (int l = 0; l < C; ++l) z[h * C + l] += a * in[j * W + c0 + l];
+        }
+    }
+    FASTODE_SIMD
+    for (int i = 0; i < G * C; ++i) z[i] = Act::template apply<T>(z[i]);
+    FASTODE_UNROLL
+    for (int h = 0; h < G; ++h) {
+        FASTODE_UNROLL
+        for (int o = 0; o < D; ++o) {
+            const T c = w2[o * n_hidden + h0 + h];
+            FASTODE_SIMD
+            for (int l = 0; l < C; ++l) acc[o][l] += c * z[h * C + l];
+        }
+    }
+}
+
+/// out = W2 act(W1 in + b1) + b2 for the last hidden layer and the output
+/// layer of D rows, without storing the hidden layer. The lanes go in chunks
+/// of C (one 64-byte SIMD register) and the hidden units in groups of 8, so
+/// the D x C output sums stay in registers and 8 independent activations
+/// overlap. The sums run in the same order as dense_layer's.
+template <class Act, class T, int W, int D>
+FASTODE_HD FASTODE_MLP_OUTLINE void hidden_to_output(const T* w1, const T* b1, int n_in,
+                                                     int n_hidden, const T* w2, const T* b2,
+                                                     const T* in, T* out) {
+    constexpr int REGISTER_LANES = 64 / int(sizeof(T));
+    constexpr int C = W < REGISTER_LANES ? W : REGISTER_LANES;
+    constexpr int G = 8;
+    static_assert(W % C == 0, "the lane count must be a multiple of the chunk");
+    for (int c0 = 0; c0 < W; c0 += C) {
+        T acc[D][C];
+        FASTODE_UNROLL
+        for (int o = 0; o < D; ++o) {
+            FASTODE_SIMD
+            for (int l = 0; l < C; ++l) acc[o][l] = b2[o];
+        }
+        int h0 = 0;
+        for (; h0 + G <= n_hidden; h0 += G) {
+            accumulate_hidden_group<Act, G, C, W, D>(w1, b1, n_in, n_hidden, w2, in, h0, c0,
+                                                     acc);
+        }
+        for (; h0 < n_hidden; ++h0) {
+            accumulate_hidden_group<Act, 1, C, W, D>(w1, b1, n_in, n_hidden, w2, in, h0, c0,
+                                                     acc);
+        }
+        FASTODE_UNROLL
+        for (int o = 0; o < D; ++o) {
+            FASTODE_SIMD
+            for (int l = 0; l < C; ++l) out[o * W + c0 + l] = acc[o][l];
+        }
+    }
+}
+
 /// The network: views of the weight buffer and the layer widths.
 template <class T>
 struct MLPNet {
@@ -314,6 +480,50 @@ struct MLPNet {
             if (deriv) deriv += n_out * W;
             next = in;
             in = target;
+        }
+    }
+
+    /// Evaluates the network for W lanes as `forward` does without
+    /// derivatives, for an output layer of D rows. The last hidden layer and
+    /// the output layer run fused in hidden_to_output.
+    template <int W, int D>
+    FASTODE_HD FASTODE_MLP_OUTLINE void forward_outputs(T* x, T* scratch, T* out) const {
+        if (n_layers == 1) {
+            dense_layer<T, W>(params, params + widths[0] * D, widths[0], D, x, out);
+            return;
+        }
+        const T* w = params;
+        T* in = x;
+        T* next = scratch;
+        for (int k = 0; k + 2 < n_layers; ++k) {
+            const int n_in = widths[k], n_out = widths[k + 1];
+            dense_layer<T, W>(w, w + n_in * n_out, n_in, n_out, in, next);
+            activate<T>(activation, next, nullptr, n_out * W);
+            w += n_in * n_out + n_out;
+            T* done = in;
+            in = next;
+            next = done;
+        }
+        const int n_in = widths[n_layers - 2], n_hidden = widths[n_layers - 1];
+        const T* b1 = w + n_in * n_hidden;
+        const T* w2 = b1 + n_hidden;
+        const T* b2 = w2 + n_hidden * D;
+        switch (activation) {
+            case ACTIVATION_TANH:
+                return hidden_to_output<TanhActivation, T, W, D>(w, b1, n_in, n_hidden, w2,
+                                                                 b2, in, out);
+            case ACTIVATION_RELU:
+                return hidden_to_output<ReluActivation, T, W, D>(w, b1, n_in, n_hidden, w2,
+                                                                 b2, in, out);
+            case ACTIVATION_SOFTPLUS:
+                return hidden_to_output<SoftplusActivation, T, W, D>(w, b1, n_in, n_hidden,
+                                                                     w2, b2, in, out);
+            case ACTIVATION_SIGMOID:
+                return hidden_to_output<SigmoidActivation, T, W, D>(w, b1, n_in, n_hidden,
+                                                                    w2, b2, in, out);
+            default:
+                return hidden_to_output<IdentityActivation, T, W, D>(w, b1, n_in, n_hidden,
+                                                                     w2, b2, in, out);
         }
     }
 
@@ -397,7 +607,7 @@ struct MLP {
             T x[MLP_MAX_WIDTH * W];
             T scratch[MLP_MAX_WIDTH * W];
             net->template load_input<W, D>(t, y, x);
-            net->template forward<W>(x, scratch, dy.v, nullptr);
+            net->template forward_outputs<W, D>(x, scratch, dy.v);
         }
     };
 };
