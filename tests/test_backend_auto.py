@@ -67,10 +67,17 @@ def test_device_input_picks_gpu_at_any_size(device_query, wrapper):
 
 
 def test_system_without_gpu_kernel_stays_on_cpu(device_query):
-    class MLP:
-        """Named like fastode.MLP, which has no GPU kernel."""
+    class _FlowSystem:
+        """Named like the system of fastode.cnf, which has no GPU kernel."""
 
-    assert not _device.prefers_gpu(MLP(), _shape_only(LARGE, 2))
+    assert not _device.prefers_gpu(_FlowSystem(), _shape_only(LARGE, 2))
+    assert device_query["calls"] == 0
+
+
+def test_mlp_stays_on_cpu(device_query):
+    # backend="cupy" runs fastode.MLP, but auto does not pick it.
+    mlp = fastode.MLP([-np.eye(2)], activation="identity")
+    assert _solve._check_backend("auto", mlp, _shape_only(LARGE, 2)) == "cpp"
     assert device_query["calls"] == 0
 
 
