@@ -99,7 +99,8 @@ def _build(system, method, kind, dtype):
     dim, n_params = system.dim, system.n_params
     if kind == "adaptive":
         block, stages = _blocks.build_adaptive_block(
-            jit, rhs, _steps.method_tableau(method), common, dtype, LANES, dim, n_params)
+            jit, rhs, _steps.method_tableau(method), common, dtype, LANES, dim, n_params,
+            cold_jit=cpu_jit(cache, boundscheck=checks))
         return _adaptive_kernel(block, stages, dim, n_params, cache, checks)
     if kind == "symplectic":
         step, evals = _blocks.build_symplectic_step(
