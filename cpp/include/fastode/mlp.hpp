@@ -128,22 +128,22 @@ FASTODE_HD FASTODE_INLINE T exp_floor() {
     return sizeof(T) == 4 ? T(-80) : T(-700);
 }
 
-/// expm1(r) for |r| <= ln(2) / 2, by its Taylor series to r^13. The first
-/// omitted term, r^14 / 14!, is below 1.3e-17 relative to expm1(r).
+/// expm1(r) = r + r^2 q(r) for |r| <= ln(2) / 2, with q of degree 9 from a
+/// 40-digit Chebyshev fit of (expm1(r) - r) / r^2 on that interval
+/// (mpmath.chebyfit). The fit error is below 4e-17 relative to expm1(r), two
+/// terms fewer than the Taylor series of expm1_reduced needs.
 template <class T>
-FASTODE_HD FASTODE_INLINE T expm1_reduced13(T r) {
-    T p = T(1.0 / 6227020800.0);  // 1/13!
-    p = p * r + T(1.0 / 479001600.0);
-    p = p * r + T(1.0 / 39916800.0);
-    p = p * r + T(1.0 / 3628800.0);
-    p = p * r + T(1.0 / 362880.0);
-    p = p * r + T(1.0 / 40320.0);
-    p = p * r + T(1.0 / 5040.0);
-    p = p * r + T(1.0 / 720.0);
-    p = p * r + T(1.0 / 120.0);
-    p = p * r + T(1.0 / 24.0);
-    p = p * r + T(1.0 / 6.0);
-    p = p * r + T(0.5);
+FASTODE_HD FASTODE_INLINE T expm1_fitted(T r) {
+    T p = T(2.5100375832561234e-08);
+    p = p * r + T(2.7620075879983367e-07);
+    p = p * r + T(2.7557268480310024e-06);
+    p = p * r + T(2.4801521322368692e-05);
+    p = p * r + T(0.00019841269863040545);
+    p = p * r + T(0.0013888888917196719);
+    p = p * r + T(0.008333333333330065);
+    p = p * r + T(0.041666666666624164);
+    p = p * r + T(0.16666666666666669);
+    p = p * r + T(0.5000000000000001);
     return r + r * r * p;
 }
 
@@ -196,7 +196,7 @@ FASTODE_HD FASTODE_INLINE T tanh(T x) {
     // Cody and Waite's two-part ln 2, as in reduce_ln2.
     const T r = (y - n * T(6.93147180369123816490e-01)) - n * T(1.90821492927058770002e-10);
     const T scale = pow2_from_shifted(k);
-    const T e = scale * expm1_reduced13(r) + (scale - T(1));
+    const T e = scale * expm1_fitted(r) + (scale - T(1));
     return copy_sign(e / (e + T(2)), x);
 }
 
