@@ -174,7 +174,7 @@ FASTODE_HD FASTODE_INLINE float pow2_from_shifted<float>(float k) {
 
 template <class T>
 FASTODE_HD FASTODE_INLINE T copy_sign(T magnitude, T sign) {
-#if defined(__CUDACC_RTC__)
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
     return ::copysign(magnitude, sign);
 #else
     return std::copysign(magnitude, sign);
