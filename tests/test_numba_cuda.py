@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from numba import cuda
 from test_numba import harmonic, oscillator
-from test_user_edge_cases import MIXED_ROWS, decay_by_state
 
 import fastode
 from fastode import Status
@@ -89,6 +88,14 @@ SIMULATED_RUNS = textwrap.dedent(
 )
 
 OSCILLATOR_Y0 = np.array([[1.0, 0.0], [0.5, -0.2], [0.0, 1.0]])
+MIXED_ROWS = np.array([[1.0, 1.0], [1.0, np.nan], [1.0, 2.0], [np.nan, 1.0], [np.inf, 1.0]])
+
+
+@fastode.ode(dim=2)
+def decay_by_state(t, y, dy, p):
+    """State (y, k) with dy/dt = -k y and dk/dt = 0."""
+    dy[0] = -y[1] * y[0]
+    dy[1] = 0.0
 
 
 @pytest.fixture(scope="module")

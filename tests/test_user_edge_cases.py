@@ -6,17 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from test_numba import ADAPTIVE, FIXED, SYMPLECTIC, harmonic, linear, oscillator
+from test_numba import ADAPTIVE, FIXED, SYMPLECTIC, affine, harmonic, linear, oscillator
 
 import fastode
 from fastode import Status
-
-
-@fastode.ode(dim=2)
-def decay_by_state(t, y, dy, p):
-    """State (y, k) with dy/dt = -k y and dk/dt = 0."""
-    dy[0] = -y[1] * y[0]
-    dy[1] = 0.0
 
 
 def solve(system, y0, t_span, method="dopri5", **options):
@@ -127,7 +120,11 @@ def test_zero_start(method, coefficients, y0, t1, expected):
 
 # --- E6: non-finite rows do not poison a batch ----------------------------------------
 
-MIXED_ROWS = np.array([[1.0, 1.0], [1.0, np.nan], [1.0, 2.0], [np.nan, 1.0], [np.inf, 1.0]])
+# Row 0 decays at rate 1 and row 2 at rate 2; row 1 has a NaN rate, so f
+# becomes NaN during the run, and rows 3 and 4 start at NaN and infinity.
+MIXED_Y0 = np.array([[1.0], [1.0], [1.0], [np.nan], [np.inf]])
+MIXED_PARAMS = np.array([[rate, 0.0, 0.0, 0.0, np.inf, -np.inf]
+                         for rate in (-1.0, np.nan, -2.0, -1.0, -1.0)])
 
 
 @pytest.mark.parametrize(
@@ -135,13 +132,14 @@ MIXED_ROWS = np.array([[1.0, 1.0], [1.0, np.nan], [1.0, 2.0], [np.nan, 1.0], [np
     [("dopri5", {"rtol": 1e-8, "atol": 1e-10}), ("rk4", {"dt": 0.01})],
 )
 def test_non_finite_rows_isolated(method, options):
-    batch = solve(decay_by_state, MIXED_ROWS, (0.0, 1.0), method, **options)
+    batch = solve(affine(MIXED_PARAMS.copy()), MIXED_Y0, (0.0, 1.0), method, **options)
     assert abs(batch.y[0, 0] - 0.36787944117144233) < 1e-7
     assert abs(batch.y[2, 0] - 0.1353352832366127) < 1e-7
     np.testing.assert_array_equal(batch.status[[0, 2]], Status.SUCCESS)
-    assert np.all(batch.status[[1, 3, 4]] != Status.SUCCESS)
+    assert np.all(batch.status[[1, 3, 4]] == Status.NON_FINITE)
     for row in (0, 2):
-        alone = solve(decay_by_state, MIXED_ROWS[row], (0.0, 1.0), method, **options)
+        alone = solve(affine(MIXED_PARAMS[row].copy()), MIXED_Y0[row], (0.0, 1.0), method,
+                      **options)
         assert alone.y[0] == batch.y[row, 0]
         for name in ("n_steps", "n_accepted", "n_rejected", "n_rhs"):
             assert alone.stats[name] == batch.stats[name][row]
@@ -327,37 +325,34 @@ def test_bad_dimension_rejected():
 # --- user functions that fail during the run ------------------------------------------------
 
 
-@fastode.ode(dim=1, boundscheck=True)
-def indexes_past_end_later(t, y, dy, p):
-    """Writes dy[1] of a one-component state once t passes 0.5, long after the
-    probe at t0."""
+@fastode.ode(dim=1, n_params=1, boundscheck=True)
+def fails_later(t, y, dy, p):
+    """dy/dt = -y. With p[0] = 1 it raises once y falls below 0.5. With
+    p[0] = 2 it writes dy[1] of a one-component state once t passes 0.5, long
+    after the probe at t0. One function serves both cases, so the tests
+    compile one kernel per method."""
+    if p[0] == 1.0 and y[0] < 0.5:
+        raise ValueError("state fell below one half")
     dy[0] = -y[0]
-    if t > 0.5:
+    if p[0] == 2.0 and t > 0.5:
         dy[1] = 0.0
 
 
-@fastode.ode(dim=1)
-def unchecked_decay(t, y, dy, p):
-    dy[0] = -y[0]
-
-
-@fastode.ode(dim=1)
-def raises_below_half(t, y, dy, p):
-    """dy/dt = -y, raising once y falls below 0.5."""
-    if y[0] < 0.5:
-        raise ValueError("state fell below one half")
-    dy[0] = -y[0]
+RAISES_BELOW_HALF = [1.0]
+INDEXES_PAST_END_LATER = [2.0]
 
 
 @pytest.mark.parametrize(("method", "options"), [("rk4", {"dt": 0.1}), ("dopri5", {})])
 def test_late_index_error_names_function(method, options):
-    with pytest.raises(IndexError, match="indexes_past_end_later indexed an array out of range"):
-        solve(indexes_past_end_later, np.ones((100, 1)), (0.0, 1.0), method, threads=2,
-              **options)
+    with pytest.raises(IndexError, match="fails_later indexed an array out of range"):
+        solve(fails_later(INDEXES_PAST_END_LATER), np.ones((100, 1)), (0.0, 1.0), method,
+              threads=2, **options)
 
 
 def test_unchecked_function_integrates():
-    sol = solve(unchecked_decay, [[1.0], [2.0]], (0.0, 1.0), "rk4", dt=0.01)
+    # The affine system is compiled without boundscheck, the default.
+    assert not affine._compiled.boundscheck
+    sol = solve(linear(-1.0), [[1.0], [2.0]], (0.0, 1.0), "rk4", dt=0.01)
     np.testing.assert_allclose(sol.y[:, 0], [math.exp(-1.0), 2 * math.exp(-1.0)], rtol=1e-9)
 
 
@@ -371,18 +366,18 @@ def test_raising_function_named(method, options):
     # One row of 200 reaches y < 0.5 (at t = ln 2); the others stay above it.
     y0 = np.full((200, 1), 2.0)
     y0[150] = 1.0
-    with pytest.raises(ValueError, match="raises_below_half raised ValueError during the run: "
+    with pytest.raises(ValueError, match="fails_later raised ValueError during the run: "
                                          "state fell below one half"):
-        solve(raises_below_half, y0, (0.0, 1.0), method, threads=3, **options)
+        solve(fails_later(RAISES_BELOW_HALF), y0, (0.0, 1.0), method, threads=3, **options)
 
 
 @pytest.mark.parametrize(("method", "options"), [("rk4", {"dt": 0.01}), ("dopri5", {})])
 def test_raising_function_leaves_kernel_usable(method, options):
     y0 = np.full((200, 1), 2.0)
     y0[7] = 1.0
-    with pytest.raises(ValueError, match="raises_below_half"):
-        solve(raises_below_half, y0, (0.0, 1.0), method, threads=2, **options)
-    sol = solve(raises_below_half, np.full((200, 1), 2.0), (0.0, 0.5), method, threads=2,
-                **options)
+    with pytest.raises(ValueError, match="fails_later"):
+        solve(fails_later(RAISES_BELOW_HALF), y0, (0.0, 1.0), method, threads=2, **options)
+    sol = solve(fails_later(RAISES_BELOW_HALF), np.full((200, 1), 2.0), (0.0, 0.5), method,
+                threads=2, **options)
     np.testing.assert_array_equal(sol.status, Status.SUCCESS)
     np.testing.assert_allclose(sol.y[:, 0], 2 * math.exp(-0.5), rtol=1e-6)
