@@ -572,7 +572,10 @@ def build_adaptive_block(jit, rhs, tableau, common, dtype, lanes, dim, n_params,
             evals[lane] = 0
             err_prev[lane] = err_prev_min
             rejected_last[lane] = False
-            t_out[lane] = next_output_time(t_eval, written[lane], t1, span_past)
+            # Padding lanes write no outputs, so none is ever due for them.
+            t_out[lane] = span_past
+            if lane < count:
+                t_out[lane] = next_output_time(t_eval, written[lane], t1, span_past)
         if n_active > 0:
             start_steps(t0, t1, dt0, rtol, atol, y, y1, k, p, active, dt, evals, code)
         while n_active > 0:
