@@ -737,6 +737,37 @@ FASTODE_HD FASTODE_INLINE bool decide_steps(const Problem<T>& prob, const LaneSt
     return any_event != 0;
 }
 
+/// Applies the decisions of `decide_steps` to the lanes' counters, times,
+/// step sizes and controller memory, and ends the lanes that finished or
+/// failed. The states themselves are updated by the caller.
+template <class T, int W>
+FASTODE_HD FASTODE_INLINE void record_decisions(const Problem<T>& prob,
+                                                const StepDecision<T, W>& d, const T* norm,
+                                                bool any_event, LaneState<T, W>& st, T* dt,
+                                                T* err_prev, int* rejected_last) {
+    for (int l = 0; l < W; ++l) {
+        const bool active = st.active[l];
+        st.n_steps[l] += active ? 1 : 0;
+        st.n_accepted[l] += d.accepted[l] ? 1 : 0;
+        st.n_rejected[l] += d.rejected[l] ? 1 : 0;
+        st.t[l] = d.accepted[l] ? d.t_new[l] : st.t[l];
+        dt[l] = active && !d.finished[l] ? d.dt_next[l] : dt[l];
+        err_prev[l] = d.accepted[l] ? math::max(norm[l], T(ERR_PREV_MIN)) : err_prev[l];
+        rejected_last[l] = active ? d.rejected[l] : rejected_last[l];
+    }
+
+    for (int l = 0; any_event && l < W; ++l) {
+        if (!d.event[l]) continue;
+        if (d.finished[l]) {
+            st.active[l] = false;
+        } else if (!(math::fabs(dt[l]) >= min_step(st.t[l]))) {
+            st.fail(l, norm[l] == norm[l] ? STEP_TOO_SMALL : NON_FINITE);
+        } else if (st.n_steps[l] >= prob.max_steps) {
+            st.fail(l, MAX_STEPS);
+        }
+    }
+}
+
 /// Advances a block with an embedded pair: each lane has its own t and dt and
 /// leaves the loop when it reaches t1 or fails.
 template <class Tab, class Sys, class T, int W>
@@ -822,27 +853,7 @@ FASTODE_HD void adaptive_block(const Sys& sys, const Problem<T>& prob,
                 k0(i, l) = d.accepted[l] ? k_last(i, l) : k0(i, l);
             }
         }
-        for (int l = 0; l < W; ++l) {
-            const bool active = st.active[l];
-            st.n_steps[l] += active ? 1 : 0;
-            st.n_accepted[l] += d.accepted[l] ? 1 : 0;
-            st.n_rejected[l] += d.rejected[l] ? 1 : 0;
-            st.t[l] = d.accepted[l] ? d.t_new[l] : st.t[l];
-            dt[l] = active && !d.finished[l] ? d.dt_next[l] : dt[l];
-            err_prev[l] = d.accepted[l] ? math::max(norm[l], T(ERR_PREV_MIN)) : err_prev[l];
-            rejected_last[l] = active ? d.rejected[l] : rejected_last[l];
-        }
-
-        for (int l = 0; any_event && l < W; ++l) {
-            if (!d.event[l]) continue;
-            if (d.finished[l]) {
-                st.active[l] = false;
-            } else if (!(math::fabs(dt[l]) >= min_step(st.t[l]))) {
-                st.fail(l, norm[l] == norm[l] ? STEP_TOO_SMALL : NON_FINITE);
-            } else if (st.n_steps[l] >= prob.max_steps) {
-                st.fail(l, MAX_STEPS);
-            }
-        }
+        record_decisions(prob, d, norm, any_event, st, dt, err_prev, rejected_last);
     }
     finish_block(prob, res, first, count, y, st);
 }

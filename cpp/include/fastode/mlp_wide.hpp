@@ -573,27 +573,7 @@ void wide_adaptive_block(const Sys& sys, const Problem<T>& prob, const Results<T
                 k0[e + l] = d.accepted[l] ? k_last[e + l] : k0[e + l];
             }
         }
-        for (int l = 0; l < W; ++l) {
-            const bool active = st.active[l];
-            st.n_steps[l] += active ? 1 : 0;
-            st.n_accepted[l] += d.accepted[l] ? 1 : 0;
-            st.n_rejected[l] += d.rejected[l] ? 1 : 0;
-            st.t[l] = d.accepted[l] ? d.t_new[l] : st.t[l];
-            dt[l] = active && !d.finished[l] ? d.dt_next[l] : dt[l];
-            err_prev[l] = d.accepted[l] ? math::max(norm[l], T(ERR_PREV_MIN)) : err_prev[l];
-            rejected_last[l] = active ? d.rejected[l] : rejected_last[l];
-        }
-
-        for (int l = 0; any_event && l < W; ++l) {
-            if (!d.event[l]) continue;
-            if (d.finished[l]) {
-                st.active[l] = false;
-            } else if (!(math::fabs(dt[l]) >= min_step(st.t[l]))) {
-                st.fail(l, norm[l] == norm[l] ? STEP_TOO_SMALL : NON_FINITE);
-            } else if (st.n_steps[l] >= prob.max_steps) {
-                st.fail(l, MAX_STEPS);
-            }
-        }
+        record_decisions(prob, d, norm, any_event, st, dt, err_prev, rejected_last);
     }
     wide_finish(prob, res, first, count, dim, y, st);
 }
