@@ -276,10 +276,9 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype, lanes, dim, n_params
                     if lane < count:
                         keep_final_state(t_eval, y_out, first + lane, y[:, lane])
             # Every lane takes y1, failed ones too: a copy with a select per
-            # lane made rk4 runs 1.4x to 2x slower.
-            for i in range(dim):
-                for lane in range(lanes):
-                    y[i, lane] = y1[i, lane]
+            # lane made rk4 runs 1.4x to 2x slower. Swapping the buffers
+            # saves the copy.
+            y, y1 = y1, y
 
         store_params(first, count, params, pstride, p)
         t_end = grid_time(t0, t1, dt, direction, steps, n_grid)
