@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from cupy_standin import StandIn
 
+import fastode
 from fastode._cupy import _launch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +49,10 @@ def test_gpu_check_rejects_unknown_option():
 
 
 def test_bench_dry_run_prints_cpu_rows(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    # The fastode this test imported: the source tree in a development
+    # checkout, the installed package in CI (where src/ has no _core).
+    imported = Path(fastode.__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(imported)}
     json_path = tmp_path / "rows.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "gpu_bench.py"), "--dry-run", "--max-n", "64",

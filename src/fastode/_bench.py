@@ -389,7 +389,7 @@ def oscillator_rk4(n, threads, skips, seed=0) -> Workload:
 def _oscillator_fields() -> dict:
     return {
         "torch": lambda rows: torch_oscillator(K, B),
-        "jax": jax_oscillator(K, B),
+        "jax": lambda: jax_oscillator(K, B),
     }
 
 
@@ -576,7 +576,7 @@ def lorenz_tsit5(n, threads, skips, problem) -> Workload:
     _add_torchode(work, skips, y0, 1.0, threads, "tsit5", torch_field, rtol=tol, atol=tol)
     y0_with_rho = np.column_stack([y0, rho])
     _add_diffrax(
-        work, skips, y0_with_rho, 1.0, "tsit5", jax_lorenz(), 3, rtol=tol, atol=tol
+        work, skips, y0_with_rho, 1.0, "tsit5", jax_lorenz, 3, rtol=tol, atol=tol
     )
     return work
 
@@ -668,7 +668,7 @@ def mlp_rk4(n, threads, skips) -> Workload:
     )
     fields = {
         "torch": lambda rows: torch_mlp(weights, biases),
-        "jax": jax_mlp(weights, biases),
+        "jax": lambda: jax_mlp(weights, biases),
     }
     _add_torch_and_jax(work, skips, h0, 1.0, threads, "rk4", fields, dt=dt)
     return work
@@ -755,17 +755,19 @@ def _add_torchode(work, skips, y0, t1, threads, method, make_field, **step):
     work.entries.append(_sampled(entry, rows, n))
 
 
-def _add_diffrax(work, skips, y0, t1, method, field, columns=None, **step):
+def _add_diffrax(work, skips, y0, t1, method, make_field, columns=None, **step):
     """Add diffrax's ``diffeqsolve`` under ``jax.jit(jax.vmap(...))``.
 
-    ``field(t, y, args)`` takes one state. Only the first ``columns``
+    ``make_field()`` returns ``field(t, y, args)`` of one state; it is called
+    only when diffrax imports, because building the field imports JAX. Only
+    the first ``columns``
     components are returned (all when None), for states that carry a
     parameter along.
     """
     if _missing(skips, "diffrax"):
         return
     n, rows = len(y0), _peer_rows(len(y0))
-    run = diffrax_run(field, _take(y0, rows), t1, method, **step)
+    run = diffrax_run(make_field(), _take(y0, rows), t1, method, **step)
     label = "classic RK4 tableau" if method == "rk4" else "per-trajectory steps"
     note = f"{label}; XLA's own CPU threads; warm-up includes jit compilation"
     if columns is not None:
@@ -781,7 +783,7 @@ def _add_diffrax(work, skips, y0, t1, method, field, columns=None, **step):
 def _add_torch_and_jax(work, skips, y0, t1, threads, method, fields, **step):
     """Add torchdiffeq, torchode and diffrax on one workload.
 
-    ``fields`` contains ``torch(rows)`` and ``jax`` fields, and optionally
+    ``fields`` contains ``torch(rows)`` and ``jax()`` field factories, and optionally
     ``jax_y0`` (the states diffrax integrates) and ``columns``.
     """
     torch_step = step if method != "rk4" else {"dt": step["dt"]}
