@@ -33,8 +33,8 @@ struct NetArgs {
     py::arg("params"), py::arg("widths"), py::arg("activation"), \
         py::arg("time_input")
 
-/// Whether the network fits the drivers compiled for its state dimension:
-/// d <= MAX_MLP_DIM and every buffer within the stack bounds of mlp.hpp.
+/// Returns whether the network fits the drivers compiled for its state
+/// dimension: d <= MAX_MLP_DIM and every buffer within the stack bounds of mlp.hpp.
 inline bool fits_compiled_dim(const NetArgs& args, int dim, bool trace, int n_probes) {
     const auto w = args.widths.unchecked<1>();
     const int n_layers = int(args.widths.size()) - 1;

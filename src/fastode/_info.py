@@ -11,8 +11,8 @@ from pathlib import Path
 __all__ = ["core_compiler", "info"]
 
 
-def _elf_section(path: Path, wanted: str) -> bytes | None:
-    """Return the bytes of section `wanted` of a 64-bit little-endian ELF file."""
+def _elf_section(path: Path, section_name: str) -> bytes | None:
+    """Return the bytes of section `section_name` of a 64-bit little-endian ELF file."""
     data = path.read_bytes()
     if data[:6] != b"\x7fELF\x02\x01":
         return None
@@ -30,7 +30,7 @@ def _elf_section(path: Path, wanted: str) -> bytes | None:
     for index in range(count):
         name, offset, size = header(index)
         end = data.index(b"\0", names_offset + name)
-        if data[names_offset + name : end].decode(errors="replace") == wanted:
+        if data[names_offset + name : end].decode(errors="replace") == section_name:
             return data[offset : offset + size]
     return None
 

@@ -18,7 +18,7 @@
 
 namespace fastode {
 
-/// Which log-density column a wide MLP system adds: none (a neural ODE), the
+/// The log-density column a wide MLP system adds: none (a neural ODE), the
 /// per-unit trace of a one-hidden-layer network, or a sum over probe vectors.
 enum WideTrace : int { WIDE_TRACE_NONE = 0, WIDE_TRACE_UNIT = 1, WIDE_TRACE_PROBES = 2 };
 
@@ -214,7 +214,7 @@ void wide_write_hermite(const Problem<T>& prob, const Results<T>& res, int dim, 
     });
 }
 
-/// The method's own interpolant of write_dense_outputs; k holds every stage.
+/// The method's own interpolant, as in write_dense_outputs. `k` contains every stage.
 template <class Tab, class T, int W>
 void wide_write_dense(const Problem<T>& prob, const Results<T>& res, int dim, index_t n,
                       int l, T ta, T tb, const T* ya, WideVectors<T, W>& k, const T* yb,
