@@ -23,6 +23,12 @@ from ._validation import METHODS, check_threads
 #: Smallest --n: the damped oscillator needs one trajectory per regime.
 MIN_TRAJECTORIES = 3
 
+#: Trajectories per demo case when --n is not given.
+DEFAULT_TRAJECTORIES = 1_000_000
+
+#: Seed of the demo when --seed is not given.
+DEFAULT_SEED = 0
+
 #: Column layout of the demo table.
 ROW = "{:<46} {:<9} {:>13} {:>10} {:>10} {:>8}"
 
@@ -54,6 +60,16 @@ def _seed(text: str) -> int:
     return _integer(text, 0)
 
 
+def _repeat_count(text: str) -> int:
+    return _integer(text, 1)
+
+
+def _usage_error(command: str, message: str):
+    """Print an error as argparse does and exit with its status 2."""
+    print(f"fastode {command}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser of the ``fastode`` command and its subcommands."""
     parser = argparse.ArgumentParser(
@@ -76,9 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--n",
         type=_trajectory_count,
-        default=1_000_000,
+        default=None,
         help=(
-            "trajectories per case (default 1000000); the damped oscillator "
+            f"trajectories per case (default {DEFAULT_TRAJECTORIES}); the damped oscillator "
             f"splits them over its three regimes, so at least {MIN_TRAJECTORIES}"
         ),
     )
@@ -91,15 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--seed",
         type=_seed,
-        default=0,
-        help="seed of the random initial states and parameters (default 0)",
+        default=None,
+        help=f"seed of the random initial states and parameters (default {DEFAULT_SEED})",
     )
     demo.add_argument(
         "--examples",
         action="store_true",
         help=(
             "run every script in examples/ instead of the table: each prints its "
-            "error against a closed form and saves a PNG plot in the current folder"
+            "error against a closed form and saves a PNG plot in the current folder; "
+            "--n, --threads and --seed do not apply"
         ),
     )
     demo.set_defaults(handler=_run_demo)
@@ -162,7 +179,7 @@ def _add_bench_parser(commands) -> None:
     )
     bench.add_argument(
         "--repeats",
-        type=_thread_count,
+        type=_repeat_count,
         default=3,
         help="timed runs per entry after the warm-up run; the minimum is kept (default 3)",
     )
@@ -201,14 +218,28 @@ def _print_row(result: CaseResult) -> None:
         print(f"    {result.note}")
 
 
+def _run_examples(args: argparse.Namespace) -> int:
+    table_options = {"--n": args.n, "--threads": args.threads, "--seed": args.seed}
+    given = [option for option, value in table_options.items() if value is not None]
+    if given:
+        _usage_error(
+            "demo",
+            f"{', '.join(given)} set the table of cases and do not apply to --examples; "
+            "the example scripts use their own sizes",
+        )
+    from ._examples import run_examples
+
+    return 1 if run_examples() else 0
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     if args.examples:
-        from ._examples import run_examples
-
-        return 1 if run_examples() else 0
+        return _run_examples(args)
+    n = args.n if args.n is not None else DEFAULT_TRAJECTORIES
+    seed = args.seed if args.seed is not None else DEFAULT_SEED
     threads = args.threads if args.threads is not None else _core.max_threads()
     print(
-        f"fastode {__version__} demo: {args.n:,} trajectories per case, "
+        f"fastode {__version__} demo: {n:,} trajectories per case, "
         f"t in [0, {T1:g}], {threads} OpenMP threads"
     )
     print(
@@ -219,7 +250,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         ROW.format("case", "method", "trajectories", "max error", "steps/s", "wall s")
     )
     start = time.perf_counter()
-    for result in run_cases(args.n, threads=threads, seed=args.seed):
+    for result in run_cases(n, threads=threads, seed=seed):
         _print_row(result)
         sys.stdout.flush()
     print(
@@ -332,7 +363,20 @@ def _check_plot_backend(path) -> None:
         raise SystemExit(f"fastode bench: error: {msg}") from None
 
 
+def _check_output_path(option: str, path) -> None:
+    """Exit unless `path` can be created, before minutes of benchmarking."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        _usage_error("bench", f"{option} {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        _usage_error("bench", f"{option} {path} is a folder; give a file path")
+
+
 def _run_bench(args: argparse.Namespace) -> int:
+    _check_output_path("--json", args.json)
+    _check_output_path("--plot", args.plot)
     _check_plot_backend(args.plot)
     threads = args.threads if args.threads is not None else _core.max_threads()
     sizes, memory_sizes = _bench_sizes(args)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
-from ._neural import MLP, _check_states
+from ._neural import MLP, _check_states, _reject_grad_tensor
 from ._solve import solve
 from ._systems import Linear, System
 from ._user import UserSystem
@@ -26,6 +26,7 @@ VERDICTS = ("asymptotically stable", "marginal", "unstable")
 
 
 def _square_matrices(name: str, value) -> np.ndarray:
+    _reject_grad_tensor(name, value)
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
         msg = f"{name} must be real, got dtype {array.dtype}"
@@ -188,6 +189,39 @@ def _verdict(A, eigenvalues, tol) -> str:
     return VERDICTS[1]
 
 
+def _check_tol(tol) -> float:
+    """Return ``tol`` as a float after checking that it is finite and >= 0.
+
+    NaN or a negative tol would make the verdict wrong instead of raising.
+    """
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.number)):
+        msg = f"tol must be a real number >= 0, got {tol!r}"
+        raise TypeError(msg)
+    value = float(tol)
+    if not np.isfinite(value) or value < 0:
+        msg = f"tol must be finite and >= 0, got {tol!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _check_lyapunov_rhs(Q, d: int) -> np.ndarray:
+    """Return Q after checking that it is a symmetric positive definite (d, d)
+    matrix, the condition under which P is symmetric positive definite."""
+    Q = _square_matrices("Q", Q)
+    if Q.shape != (d, d):
+        msg = f"Q must have shape ({d}, {d}), got {Q.shape}"
+        raise ValueError(msg)
+    scale = max(1.0, float(np.max(np.abs(Q))))
+    if not np.allclose(Q, Q.T, rtol=0.0, atol=1e-12 * scale):
+        msg = f"Q must be symmetric, got {Q.tolist()}"
+        raise ValueError(msg)
+    lowest = float(np.min(np.linalg.eigvalsh(Q)))
+    if lowest <= 0:
+        msg = f"Q must be positive definite; its smallest eigenvalue is {lowest!r}"
+        raise ValueError(msg)
+    return Q
+
+
 def stability(A, Q=None, tol=1e-10, lyapunov=True) -> Stability:
     """Classify the equilibrium x = 0 of dx/dt = A x by the eigenvalues of A.
 
@@ -197,10 +231,10 @@ def stability(A, Q=None, tol=1e-10, lyapunov=True) -> Stability:
         One matrix or a batch.
     Q : array_like, shape (d, d), optional
         Symmetric positive definite right-hand side of the Lyapunov equation;
-        the identity when omitted.
+        the identity when omitted. Any other Q raises ValueError.
     tol : float
         An eigenvalue counts as on the imaginary axis when
-        |Re λ| <= tol max(1, ‖A‖_max).
+        |Re λ| <= tol max(1, ‖A‖_max). Finite and >= 0.
     lyapunov : bool
         Solve Aᵀ P + P A = -Q for stable matrices (needs SciPy, imported only
         here).
@@ -216,15 +250,18 @@ def stability(A, Q=None, tol=1e-10, lyapunov=True) -> Stability:
     Eigenvalues of a defective (non-normal) matrix are sensitive to rounding,
     so a Jordan block on the imaginary axis is detected with the tolerance
     sqrt(tol), and matrices within that distance of one may be misjudged.
+
+    The tolerance scales with the largest entry, so in a matrix with widely
+    separated rates a slow mode is judged against the fast one:
+    diag(-1e8, 1e-3) counts as ``marginal`` at the default tol, because
+    1e-3 <= 1e-10 * 1e8. Pass a smaller tol for such matrices.
     """
     A = _square_matrices("A", A)
+    tol = _check_tol(tol)
     single = A.ndim == 2
     batch = A[None] if single else A
     n, d = batch.shape[0], batch.shape[-1]
-    Q = np.eye(d) if Q is None else _square_matrices("Q", Q)
-    if Q.shape != (d, d):
-        msg = f"Q must have shape ({d}, {d}), got {Q.shape}"
-        raise ValueError(msg)
+    Q = np.eye(d) if Q is None else _check_lyapunov_rhs(Q, d)
     solve_lyapunov = _lyapunov_solver() if lyapunov else None
 
     eigenvalues = np.linalg.eigvals(batch)
@@ -246,13 +283,17 @@ def stability(A, Q=None, tol=1e-10, lyapunov=True) -> Stability:
 
 
 def _finite_difference_jacobian(system: System, y: np.ndarray, t: float) -> np.ndarray:
-    """Central differences of the system's NumPy rhs, step ∝ eps^(1/3)."""
+    """Central differences of the system's NumPy rhs, step ∝ eps^(1/3).
+
+    Each shifted point is its own batch of one, so a parameter array of one
+    value broadcasts as it does in `solve` with one trajectory.
+    """
     d = len(y)
     steps = np.cbrt(np.finfo(np.float64).eps) * np.maximum(1.0, np.abs(y))
     shifted = np.repeat(y[None], 2 * d, axis=0)
     shifted[np.arange(d), np.arange(d)] += steps
     shifted[d + np.arange(d), np.arange(d)] -= steps
-    values = system.rhs(t, shifted)
+    values = np.concatenate([system.rhs(t, point[None]) for point in shifted])
     return ((values[:d] - values[d:]) / (2.0 * steps[:, None])).T
 
 
@@ -271,8 +312,9 @@ def _check_shared_parameters(system: System) -> None:
         if params is not None and params.ndim == 2 and len(params) > 1:
             per_trajectory = [("params", params.shape)]
     elif isinstance(getattr(system, "params", None), dict):
+        # An array of one value is shared, as Linear's A of shape (1, d, d) is.
         per_trajectory = [
-            (name, np.shape(value)) for name, value in system.params.items() if np.ndim(value) > 0
+            (name, np.shape(value)) for name, value in system.params.items() if np.size(value) > 1
         ]
     if per_trajectory:
         name, shape = per_trajectory[0]
@@ -310,9 +352,12 @@ def linearize(system, y_eq, t=0.0, **stability_kwargs) -> Stability:
     if not isinstance(system, System):
         msg = f"system must be a fastode system, got {type(system).__name__}"
         raise TypeError(msg)
-    y = np.asarray(y_eq, dtype=np.float64)
+    y = _real_array("y_eq", y_eq)
     if y.shape != (system.dim,):
         msg = f"y_eq must have shape ({system.dim},), got {y.shape}"
+        raise ValueError(msg)
+    if not np.all(np.isfinite(y)):
+        msg = f"y_eq must be finite, got {y.tolist()}"
         raise ValueError(msg)
     _check_shared_parameters(system)
     if isinstance(system, Linear):
@@ -328,6 +373,17 @@ def linearize(system, y_eq, t=0.0, **stability_kwargs) -> Stability:
 
 
 # --- ODE-residual regularization -------------------------------------------------
+
+
+def _real_array(name: str, value) -> np.ndarray:
+    """Return ``value`` as a float64 array, raising TypeError for complex or
+    non-numeric values instead of dropping an imaginary part."""
+    _reject_grad_tensor(name, value)
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        msg = f"{name} must contain real numbers, got dtype {array.dtype}"
+        raise TypeError(msg)
+    return array.astype(np.float64)
 
 
 def _derivative(y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -363,7 +419,9 @@ def ode_residual(y, x, f) -> float:
     Parameters
     ----------
     y : array_like, shape (n,) or (n, d)
-        Candidate values at the grid points.
+        Candidate values at the grid points, real. The computation runs in
+        NumPy, so a PyTorch tensor that requires grad raises TypeError
+        instead of returning a loss that no gradient passes through.
     x : array_like, shape (n,)
         Strictly increasing or strictly decreasing grid, n >= 3.
     f : callable
@@ -376,8 +434,8 @@ def ode_residual(y, x, f) -> float:
         The mean squared residual. Even the exact solution gives a positive
         value of order (h² y''' / 6)² from the difference formula.
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    x = _real_array("x", x)
+    y = _real_array("y", y)
     if x.ndim != 1 or len(x) < 3:
         msg = f"x must be a 1-D grid of at least 3 points, got shape {x.shape}"
         raise ValueError(msg)
@@ -391,7 +449,7 @@ def ode_residual(y, x, f) -> float:
     if not callable(f):
         msg = f"f must be a callable f(x, y), got {type(f).__name__}"
         raise TypeError(msg)
-    target = np.asarray(f(x, y), dtype=np.float64)
+    target = _real_array("f(x, y)", f(x, y))
     if target.shape != y.shape:
         msg = f"f(x, y) returned shape {target.shape}; expected the shape of y, {y.shape}"
         raise ValueError(msg)
@@ -403,7 +461,10 @@ def regularized_loss(l_data, residual, lam):
 
     ``lam`` must be a finite number >= 0. Works elementwise on arrays.
     """
-    lam_value = np.asarray(lam, dtype=np.float64)
+    lam_value = np.asarray(lam)
+    if lam_value.dtype.kind not in "biuf":
+        msg = f"lam must be a real number >= 0, got {lam!r}"
+        raise TypeError(msg)
     if not np.all(np.isfinite(lam_value)) or np.any(lam_value < 0):
         msg = f"lam must be finite and >= 0, got {lam!r}"
         raise ValueError(msg)

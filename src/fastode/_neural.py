@@ -36,6 +36,22 @@ def _tensor_view(name: str, tensor) -> np.ndarray:
         raise TypeError(msg) from error
 
 
+def _reject_grad_tensor(name: str, value) -> None:
+    """Raise TypeError for a PyTorch tensor that requires grad.
+
+    fastode computes with NumPy and returns NumPy arrays, so no gradient
+    flows back to such an input. Raising here keeps a training loop from
+    losing that gradient silently. `MLP` weights are the exception, because
+    `MLP` detaches them on purpose to share their memory.
+    """
+    if getattr(value, "requires_grad", False) is True:
+        msg = (
+            f"{name} is a PyTorch tensor that requires grad, but fastode computes with "
+            f"NumPy and no gradient flows back to it; pass {name}.detach()"
+        )
+        raise TypeError(msg)
+
+
 def _as_array(name: str, value) -> np.ndarray:
     """Return ``value`` as a float32 or float64 array, without a copy where possible.
 
@@ -114,7 +130,7 @@ class MLP(System):
     _kernel = "solve_mlp"
 
     def __init__(self, weights, biases=None, activation="tanh", time_input=False):
-        if activation not in ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
             msg = f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
             raise ValueError(msg)
         self.activation = activation
@@ -248,6 +264,7 @@ def _check_states(name: str, value, dim: int, finite: bool = True) -> tuple[np.n
     The checks run here so that messages name the caller's argument, not the
     ``y0`` of the `solve` call underneath.
     """
+    _reject_grad_tensor(name, value)
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
         msg = f"{name} must contain real numbers, got dtype {array.dtype}"
@@ -467,7 +484,7 @@ def _linear_cnf(field, name, batch, single, t_span, trace, n_probes, seed, solve
     t0, t1 = (float(v) for v in t_span)
     t_out = solve_kwargs.get("t_eval")
     elapsed = (np.asarray(t_out, dtype=np.float64) if t_out is not None else t1) - t0
-    delta = -np.multiply.outer(rate, elapsed)
+    delta = (-np.multiply.outer(rate, elapsed)).astype(z.dtype)
     return (z[0], delta[0]) if single else (z, delta)
 
 
@@ -478,9 +495,16 @@ def log_prob(field, x, t_span, trace="exact", n_probes=1, seed=None, **solve_kwa
     t1 = ``t_span[1]``. Each x is flowed backwards to its base point z, and
     log p(x) = log N(z; 0, I) - ∫_{t0}^{t1} tr(∂f/∂z) dt.
 
-    Parameters are those of `cnf`. Returns an array of shape (N,), or a
-    scalar for a single 1-D ``x``.
+    Parameters are those of `cnf`, except ``t_eval``, which raises
+    TypeError: the density is defined at t1 only. Returns an array of
+    shape (N,), or a scalar for a single 1-D ``x``.
     """
+    if "t_eval" in solve_kwargs:
+        msg = (
+            "log_prob does not accept t_eval, because it returns log p(x) at t_span[1] "
+            "only. Call fastode.cnf with t_eval for the flow at intermediate times"
+        )
+        raise TypeError(msg)
     t0, t1 = t_span
     z, delta = _flow(field, "x", x, (t1, t0), trace, n_probes, seed, solve_kwargs)
     d = np.shape(z)[-1]
