@@ -205,3 +205,23 @@ def test_worker_killed_mid_run():
         assert len(victims) == 1
         assert victims[0] not in client.run(os.getpid).values()
     assert_same_solution(spread, local)
+
+
+class MissingKernel(fastode.Oscillator):
+    """An oscillator whose kernel name the core lacks, as on a worker that
+    runs an older build of fastode."""
+
+    _kernel = "solve_missing_kernel"
+
+
+def test_worker_error_cancels_other_chunks(client):
+    system, y0 = oscillator_batch(40)
+    with pytest.raises(AttributeError, match="solve_missing_kernel") as error:
+        fastode.distributed.solve(
+            MissingKernel(k=system.params["k"]), y0, (0.0, 1.0), client=client, chunk_size=4
+        )
+    # The traceback keeps the futures alive, so only an explicit cancel
+    # releases the chunks still queued on the cluster.
+    assert error.value is not None
+    left = [key for key in client.futures if str(key).startswith("fastode-")]
+    assert left == []

@@ -220,6 +220,11 @@ def _gather(client, job, bounds, result, progress, n):
             "states",
             RuntimeWarning,
         )
+    except Exception:
+        # A chunk failed on its worker. The traceback keeps these futures
+        # alive, so without a cancel the other chunks would still run.
+        client.cancel(list(futures))
+        raise
     finally:
         bar.close()
 
