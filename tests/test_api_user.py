@@ -5,6 +5,12 @@ names the argument."""
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -208,3 +214,34 @@ def test_demo_examples_rejects_table_options(option, capsys):
         cli.main(["demo", "--examples", *option])
     assert exit_info.value.code == 2
     assert option[0] in capsys.readouterr().err
+
+
+def test_examples_into_closed_pipe_are_quiet(tmp_path):
+    """`fastode demo --examples | head` must print no traceback, from the
+    runner or from an example script. head exits after 20 bytes, and the
+    script writes far more than a pipe buffer, so its writes fail."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "_plot.py").write_text("")
+    (scripts / "talk.py").write_text("for i in range(20000):\n    print('max error', i)\n")
+    package_root = str(Path(fastode.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=package_root)
+    code = (
+        "import sys, pathlib; from fastode import _examples, __main__; "
+        f"_examples.examples_dir = lambda: pathlib.Path({str(scripts)!r}); "
+        "sys.exit(__main__.main(['demo', '--examples']))"
+    )
+    command = f"{shlex.quote(sys.executable)} -c {shlex.quote(code)} | head -c 20"
+    result = subprocess.run(
+        command,
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.stdout.startswith("== talk.py")
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr

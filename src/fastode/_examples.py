@@ -17,6 +17,19 @@ __all__ = ["examples_dir", "run_examples"]
 #: Seconds one script may run before it counts as failed.
 TIMEOUT = 600
 
+#: Runs the script at sys.argv[1] as ``__main__`` with the default SIGPIPE
+#: action. Python ignores SIGPIPE, so without this a script whose reader
+#: closed stdout (``fastode demo --examples | head``) prints a
+#: BrokenPipeError traceback. With it, the script ends quietly, as other
+#: Unix tools do.
+RUNNER = (
+    "import runpy, signal, sys\n"
+    "if hasattr(signal, 'SIGPIPE'):\n"
+    "    signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
 
 def examples_dir() -> Path:
     """Return the folder of the example scripts.
@@ -56,7 +69,7 @@ def run_examples(output_dir: str | os.PathLike = ".", directory: Path | None = N
         print(f"== {script.name}", flush=True)
         try:
             result = subprocess.run(
-                [sys.executable, str(script)], cwd=output_dir, env=env, timeout=TIMEOUT, check=False
+                [sys.executable, "-c", RUNNER, str(script)], cwd=output_dir, env=env, timeout=TIMEOUT, check=False
             )
         except subprocess.TimeoutExpired:
             print(f"{script.name} failed: timed out after {TIMEOUT} s", flush=True)
