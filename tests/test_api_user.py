@@ -130,6 +130,38 @@ def test_log_prob_rejects_t_eval():
         fastode.log_prob(mlp, np.ones((3, 2)), (0.0, 1.0), t_eval=[1.0, 0.0])
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 3), (2, 3, 5)])
+def test_mlp_evaluate_rejects_3d_states(shape):
+    mlp = fastode.MLP([-np.eye(3)], activation="identity")
+    with pytest.raises(ValueError, match=r"y must have shape \(3,\) or \(N, 3\)"):
+        mlp.evaluate(0.0, np.ones(shape))
+
+
+def test_mlp_evaluate_rejects_complex_states():
+    mlp = fastode.MLP([-np.eye(3)], activation="identity")
+    with pytest.raises(TypeError, match="y must contain real numbers"):
+        mlp.evaluate(0.0, np.ones((2, 3)) * 1j)
+
+
+def test_mlp_single_state_shapes():
+    weights = [np.array([[1.0, 2.0], [0.5, -1.0]]), np.array([[-1.0, 0.3], [0.2, -2.0]])]
+    mlp = fastode.MLP(weights, activation="tanh")
+    h = np.array([0.3, -0.7])
+    # f(h) = W2 tanh(W1 h) and its Jacobian W2 diag(1 - tanh²(W1 h)) W1.
+    hidden = np.tanh(weights[0] @ h)
+    expected_f = weights[1] @ hidden
+    expected_jacobian = weights[1] @ np.diag(1.0 - hidden**2) @ weights[0]
+    np.testing.assert_allclose(mlp.evaluate(0.0, h), expected_f, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(mlp.jacobian(0.0, h), expected_jacobian, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(mlp.jacobian(0.0, h[None])[0], expected_jacobian, rtol=0, atol=1e-15)
+
+
+def test_mlp_jacobian_rejects_wrong_shape():
+    mlp = fastode.MLP([-np.eye(3)], activation="identity")
+    with pytest.raises(ValueError, match=r"y must have shape \(3,\) or \(N, 3\)"):
+        mlp.jacobian(0.0, np.ones((2, 4)))
+
+
 # --- PyTorch tensors that require grad -----------------------------------------------
 
 

@@ -176,8 +176,13 @@ class MLP(System):
         return x @ self.weights[-1].T + self.biases[-1]
 
     def jacobian(self, t, y) -> np.ndarray:
-        """Exact Jacobian ∂f/∂h at states ``y`` (N, d), shape (N, d, d), with NumPy."""
-        y = np.asarray(y, dtype=np.float64)
+        """Compute the exact Jacobian ∂f/∂h with NumPy: shape (N, d, d) for
+        states ``y`` (N, d), or (d, d) for one state (d,)."""
+        batch, single = _check_states("y", y, self.dim, finite=False)
+        jac = self._batch_jacobian(t, batch.astype(np.float64))
+        return jac[0] if single else jac
+
+    def _batch_jacobian(self, t, y: np.ndarray) -> np.ndarray:
         x = self._input(t, y)
         d = self.dim
         # M = ∂(layer output)/∂h, carried through the layers by the chain rule.
@@ -189,14 +194,16 @@ class MLP(System):
         return np.array(jac)
 
     def evaluate(self, t, y, threads=1) -> np.ndarray:
-        """Evaluate f(h, t) in compiled code for states ``y`` (N, d).
+        """Evaluate f(h, t) in compiled code for states ``y`` (N, d) or one
+        state (d,), returning an array of the same shape.
 
         ``t`` is a scalar or one time per row. float32 states are evaluated
         in float32, everything else in float64.
         """
-        y, t = _state_and_time(y, t, self.dim)
+        y, t, single = _state_and_time(y, t, self.dim)
         args = self._core_arguments(len(y), y.dtype)
-        return _core.eval_mlp(y, t, threads=threads, **args)["dy"]
+        dy = _core.eval_mlp(y, t, threads=threads, **args)["dy"]
+        return dy[0] if single else dy
 
     def unit_trace(self) -> np.ndarray:
         """c_i = sum_j (W_1)_ij (W_2)_ji over the state inputs j, for one hidden layer.
@@ -282,17 +289,15 @@ def _check_states(name: str, value, dim: int, finite: bool = True) -> tuple[np.n
 
 
 def _state_and_time(y, t, dim):
-    y = np.asarray(y)
+    """Return states (N, dim), times and whether ``y`` was one 1-D state."""
+    y, single = _check_states("y", y, dim, finite=False)
     dtype = np.float32 if y.dtype == np.float32 else np.float64
-    y = np.ascontiguousarray(np.atleast_2d(y), dtype=dtype)
-    if y.shape[1] != dim:
-        msg = f"y must have shape (N, {dim}), got {y.shape}"
-        raise ValueError(msg)
+    y = np.ascontiguousarray(y, dtype=dtype)
     t = np.ascontiguousarray(np.atleast_1d(np.asarray(t, dtype=dtype)))
     if t.shape not in ((1,), (len(y),)):
         msg = f"t must be a scalar or have shape ({len(y)},), got {t.shape}"
         raise ValueError(msg)
-    return y, t
+    return y, t, single
 
 
 def neural_ode(mlp, h0, t_span, **solve_kwargs):
@@ -375,9 +380,10 @@ class _FlowSystem(System):
 
     def evaluate(self, t, y, threads=1) -> np.ndarray:
         """Evaluate the compiled (f, -trace) at augmented states ``y`` (N, d + 1)."""
-        y, t = _state_and_time(y, t, self.dim)
+        y, t, single = _state_and_time(y, t, self.dim)
         args = self._core_arguments(len(y), y.dtype)
-        return _core.eval_mlp_cnf(y, t, threads=threads, **args)["dy"]
+        dy = _core.eval_mlp_cnf(y, t, threads=threads, **args)["dy"]
+        return dy[0] if single else dy
 
 
 def _rademacher(n: int, n_probes: int, d: int, seed) -> np.ndarray:
