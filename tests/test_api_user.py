@@ -73,6 +73,14 @@ def test_linearize_rejects_complex_point():
         fastode.linearize(fastode.Oscillator(k=1.0), [1j, 0.0])
 
 
+def test_linearize_names_non_finite_jacobian():
+    weights = -np.eye(2)
+    mlp = fastode.MLP([weights], activation="identity")
+    weights[0, 0] = np.nan  # an in-place update reaches the field
+    with pytest.raises(ValueError, match="Jacobian of MLP.* at y_eq .* NaN"):
+        fastode.linearize(mlp, [0.0, 0.0])
+
+
 def test_linearize_accepts_one_value_arrays():
     # A parameter array of one value is shared, as Linear's (1, d, d) A is.
     report = fastode.linearize(fastode.Oscillator(k=[4.0], b=[0.5]), [0.0, 0.0])

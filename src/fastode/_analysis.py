@@ -366,6 +366,12 @@ def linearize(system, y_eq, t=0.0, **stability_kwargs) -> Stability:
         jacobian = system.jacobian(t, y[None])[0]
     else:
         jacobian = _finite_difference_jacobian(system, y, t)
+    if not np.all(np.isfinite(jacobian)):
+        msg = (
+            f"the Jacobian of {system!r} at y_eq = {y.tolist()} contains NaN or "
+            "infinity; check the system's parameters and that f is finite near y_eq"
+        )
+        raise ValueError(msg)
     report = stability(jacobian, **stability_kwargs)
     report.jacobian = jacobian
     report.rhs = system.rhs(t, y[None])[0]
