@@ -285,3 +285,19 @@ def test_examples_into_closed_pipe_are_quiet(tmp_path):
     assert result.stdout.startswith("== talk.py")
     assert "Traceback" not in result.stderr
     assert "BrokenPipeError" not in result.stderr
+
+
+def test_demo_rejects_n_beyond_memory(monkeypatch, capsys):
+    from fastode import _chunks
+
+    def run_cases(*args, **kwargs):
+        raise AssertionError("the demo ran before --n was checked against memory")
+
+    monkeypatch.setattr(_chunks, "available_memory", lambda: 2**20)
+    monkeypatch.setattr(cli, "run_cases", run_cases)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--n", "1000000"])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert "--n 1000000" in message
+    assert "available" in message

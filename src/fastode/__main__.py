@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from . import __version__, _bench, _core
+from . import __version__, _bench, _chunks, _core
 from ._demo import ATOL, DT, RTOL, T1, CaseResult, run_cases
 from ._info import info
 from ._systems import POTENTIALS
@@ -25,6 +25,10 @@ MIN_TRAJECTORIES = 3
 
 #: Trajectories per demo case when --n is not given.
 DEFAULT_TRAJECTORIES = 1_000_000
+
+#: Peak bytes the demo holds per trajectory: about 210 measured with
+#: tracemalloc for --n 300000 on x86-64 Linux, rounded up.
+DEMO_BYTES_PER_TRAJECTORY = 256
 
 #: Seed of the demo when --seed is not given.
 DEFAULT_SEED = 0
@@ -232,10 +236,25 @@ def _run_examples(args: argparse.Namespace) -> int:
     return 1 if run_examples() else 0
 
 
+def _check_demo_memory(n: int) -> None:
+    """Exit when n trajectories per case would not fit in available memory,
+    so that a mistyped --n fails at once instead of swapping."""
+    needed = n * DEMO_BYTES_PER_TRAJECTORY
+    available = _chunks.available_memory()
+    if needed > available:
+        largest = available // DEMO_BYTES_PER_TRAJECTORY
+        _usage_error(
+            "demo",
+            f"--n {n} needs about {needed / 2**30:.1f} GiB but {available / 2**30:.1f} GiB "
+            f"of memory is available; choose --n {largest} or less",
+        )
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     if args.examples:
         return _run_examples(args)
     n = args.n if args.n is not None else DEFAULT_TRAJECTORIES
+    _check_demo_memory(n)
     seed = args.seed if args.seed is not None else DEFAULT_SEED
     threads = args.threads if args.threads is not None else _core.max_threads()
     print(
