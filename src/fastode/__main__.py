@@ -26,7 +26,7 @@ MIN_TRAJECTORIES = 3
 #: Trajectories per demo case when --n is not given.
 DEFAULT_TRAJECTORIES = 1_000_000
 
-#: Peak bytes the demo holds per trajectory: about 210 measured with
+#: Peak bytes the demo uses per trajectory: about 210 measured with
 #: tracemalloc for --n 300000 on x86-64 Linux, rounded up.
 DEMO_BYTES_PER_TRAJECTORY = 256
 
@@ -224,11 +224,11 @@ def _print_row(result: CaseResult) -> None:
 
 def _run_examples(args: argparse.Namespace) -> int:
     table_options = {"--n": args.n, "--threads": args.threads, "--seed": args.seed}
-    given = [option for option, value in table_options.items() if value is not None]
-    if given:
+    passed = [option for option, value in table_options.items() if value is not None]
+    if passed:
         _usage_error(
             "demo",
-            f"{', '.join(given)} set the table of cases and do not apply to --examples; "
+            f"{', '.join(passed)} set the table of cases and do not apply to --examples; "
             "the example scripts use their own sizes",
         )
     from ._examples import run_examples
