@@ -206,6 +206,21 @@ def test_ode_residual_rejects_tensor_requiring_grad():
         fastode.ode_residual(y, x, lambda x, y: 0.0 * y)
 
 
+def test_mlp_follows_parameters_given_new_memory():
+    """module.double() and module.to(...) give each parameter new memory;
+    the next solve must read it, not the memory viewed at construction."""
+    torch = pytest.importorskip("torch")
+    layer = torch.nn.Linear(2, 2).float()
+    mlp = fastode.MLP([layer.weight], [layer.bias], activation="identity")
+    layer.double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[-1.0, 0.0], [0.0, -2.0]], dtype=torch.float64))
+        layer.bias.zero_()
+    h = fastode.neural_ode(mlp, [1.0, 1.0], (0.0, 1.0), **TIGHT)
+    np.testing.assert_allclose(h, [np.exp(-1.0), np.exp(-2.0)], rtol=1e-10)
+    np.testing.assert_allclose(mlp.rhs(0.0, np.ones((1, 2))), [[-1.0, -2.0]], rtol=0)
+
+
 def test_states_accept_tensors_without_grad():
     torch = pytest.importorskip("torch")
     h0 = torch.ones((3, 2), dtype=torch.float64)

@@ -52,6 +52,10 @@ def _reject_grad_tensor(name: str, value) -> None:
         raise TypeError(msg)
 
 
+def _is_tensor(value) -> bool:
+    return hasattr(value, "detach") and hasattr(value, "numpy")
+
+
 def _as_array(name: str, value) -> np.ndarray:
     """Return ``value`` as a float32 or float64 array, without a copy where possible.
 
@@ -59,7 +63,7 @@ def _as_array(name: str, value) -> np.ndarray:
     viewed, not copied: a tensor requiring grad is detached first, and its
     memory is shared. Other real types are converted to float64.
     """
-    if hasattr(value, "detach") and hasattr(value, "numpy"):
+    if _is_tensor(value):
         value = _tensor_view(name, value)
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
@@ -103,7 +107,9 @@ class MLP(System):
         NumPy arrays and CPU PyTorch tensors are accepted. float32 and float64
         values are kept as views of the caller's memory (a tensor requiring
         grad is detached), so in-place updates of the weights, such as an
-        optimizer step, reach the next solve. A CUDA tensor raises ValueError;
+        optimizer step, reach the next solve. PyTorch tensors are viewed
+        again at every use, so a parameter that PyTorch moves to new memory
+        (``module.double()``) is read there. A CUDA tensor raises ValueError;
         pass ``tensor.cpu()``.
     biases : sequence of array_like, optional
         b_1 … b_L, each of shape (out,); zero when omitted.
@@ -135,7 +141,27 @@ class MLP(System):
             raise ValueError(msg)
         self.activation = activation
         self.time_input = bool(time_input)
-        self.weights, self.biases = _check_layers(weights, biases, self.time_input)
+        self._layers = _check_layers(weights, biases, self.time_input)
+        # Keep the tensors themselves: PyTorch gives a parameter new memory
+        # when its dtype or device changes, and a view of the old one goes stale.
+        self._tensors = None
+        if any(_is_tensor(v) for v in [*weights, *(biases if biases is not None else [])]):
+            self._tensors = (list(weights), None if biases is None else list(biases))
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """W_1 … W_L as arrays, views of the caller's memory where possible."""
+        return self._current_layers()[0]
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        """b_1 … b_L as arrays."""
+        return self._current_layers()[1]
+
+    def _current_layers(self):
+        if self._tensors is not None:
+            self._layers = _check_layers(*self._tensors, self.time_input)
+        return self._layers
 
     @property
     def dim(self) -> int:
@@ -152,7 +178,8 @@ class MLP(System):
         Packed at every call, not cached, so that the kernels see in-place
         updates of weights that are views of the caller's arrays or tensors.
         """
-        parts = [p for w, b in zip(self.weights, self.biases) for p in (w.ravel(), b)]
+        weights, biases = self._current_layers()
+        parts = [p for w, b in zip(weights, biases) for p in (w.ravel(), b)]
         return np.concatenate(parts, dtype=dtype)
 
     def _core_arguments(self, n, dtype):
@@ -170,10 +197,11 @@ class MLP(System):
         return np.concatenate([y, t[:, None]], axis=1)
 
     def rhs(self, t, y):
+        weights, biases = self._current_layers()
         x = self._input(t, np.asarray(y, dtype=np.float64))
-        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+        for w, b in zip(weights[:-1], biases[:-1]):
             x, _ = _activate(self.activation, x @ w.T + b)
-        return x @ self.weights[-1].T + self.biases[-1]
+        return x @ weights[-1].T + biases[-1]
 
     def jacobian(self, t, y) -> np.ndarray:
         """Compute the exact Jacobian ∂f/∂h with NumPy: shape (N, d, d) for
@@ -183,14 +211,15 @@ class MLP(System):
         return jac[0] if single else jac
 
     def _batch_jacobian(self, t, y: np.ndarray) -> np.ndarray:
+        weights, biases = self._current_layers()
         x = self._input(t, y)
         d = self.dim
         # M = ∂(layer output)/∂h, carried through the layers by the chain rule.
-        jac = np.broadcast_to(self.weights[0][:, :d], (len(y), *self.weights[0][:, :d].shape))
-        for k, (w, b) in enumerate(zip(self.weights[:-1], self.biases[:-1])):
+        jac = np.broadcast_to(weights[0][:, :d], (len(y), *weights[0][:, :d].shape))
+        for k, (w, b) in enumerate(zip(weights[:-1], biases[:-1])):
             x, slope = _activate(self.activation, x @ w.T + b)
             jac = slope[:, :, None] * jac
-            jac = np.einsum("ij,njk->nik", self.weights[k + 1], jac)
+            jac = np.einsum("ij,njk->nik", weights[k + 1], jac)
         return np.array(jac)
 
     def evaluate(self, t, y, threads=1) -> np.ndarray:
@@ -212,10 +241,11 @@ class MLP(System):
         tr(W_2 diag(s) W_1[:, :d]) = sum_i s_i c_i, which is what the compiled
         CNF sums.
         """
-        if len(self.weights) != 2:
-            msg = f"unit_trace needs exactly one hidden layer, this MLP has {len(self.weights) - 1}"
+        weights = self.weights
+        if len(weights) != 2:
+            msg = f"unit_trace needs exactly one hidden layer, this MLP has {len(weights) - 1}"
             raise ValueError(msg)
-        w1, w2 = (w.astype(np.float64, copy=False) for w in self.weights)
+        w1, w2 = (w.astype(np.float64, copy=False) for w in weights)
         return np.einsum("ij,ji->i", w1[:, : self.dim], w2)
 
     def __repr__(self):
