@@ -342,3 +342,12 @@ def test_example_runs_without_scipy(script, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "error" in result.stdout
+
+
+def test_ctrl_c_exits_quietly(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_cases", interrupted)
+    assert cli.main(["demo", "--n", "3"]) == 130
+    assert "interrupted" in capsys.readouterr().err

@@ -428,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except KeyboardInterrupt:
+        # Ctrl-C: exit as a shell does after SIGINT (128 + 2), without a traceback.
+        print(f"fastode {args.command}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader of stdout closed it (`fastode info | head`). Point stdout
         # at /dev/null so that flushing at exit does not raise again.
