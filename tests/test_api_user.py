@@ -351,3 +351,14 @@ def test_ctrl_c_exits_quietly(monkeypatch, capsys):
     monkeypatch.setattr(cli, "run_cases", interrupted)
     assert cli.main(["demo", "--n", "3"]) == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_demo_examples_missing_folder_message(monkeypatch, capsys):
+    from fastode import _examples
+
+    def missing():
+        raise FileNotFoundError("the example scripts were not found in /nowhere")
+
+    monkeypatch.setattr(_examples, "examples_dir", missing)
+    assert cli.main(["demo", "--examples"]) == 1
+    assert "fastode demo: error: the example scripts were not found" in capsys.readouterr().err

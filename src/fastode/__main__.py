@@ -231,8 +231,13 @@ def _run_examples(args: argparse.Namespace) -> int:
             f"{', '.join(passed)} set the table of cases and do not apply to --examples; "
             "the example scripts use their own sizes",
         )
-    from ._examples import run_examples
+    from ._examples import examples_dir, run_examples
 
+    try:
+        examples_dir()
+    except FileNotFoundError as error:
+        print(f"fastode demo: error: {error}", file=sys.stderr)
+        return 1
     return 1 if run_examples() else 0
 
 
