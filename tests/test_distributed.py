@@ -151,7 +151,7 @@ def test_job_survives_pickle():
     system, y0 = oscillator_batch(40)
     local = fastode.solve(system, y0, (0.0, 1.0))
     job, *_ = fastode.distributed._prepare(
-        system, y0, (0.0, 1.0), None, "dopri5", None, 1e-6, 1e-9, 1000, None, "i", 1
+        system, y0, (0.0, 1.0), None, "dopri5", None, 1e-6, 1e-9, 1000, None, "i", 1, None
     )
     out = pickle.loads(pickle.dumps(job.rows(10, 30))).run()
     np.testing.assert_array_equal(out["y"][:, 0, :], local.y[10:30])

@@ -30,6 +30,11 @@ from fastode._cupy._source import (
 # per program, which keeps the whole test to a few NVRTC runs.
 FAMILIES = ("oscillator", "lorenz", "linear", "hamiltonian")
 
+#: Embedded pairs stepped with a fixed dt (``adaptive=False``) have kernels
+#: of their own.
+FIXED_PAIRS = {f"{m}_fixed" for m, kind in fastode.METHODS.items() if kind == "adaptive"}
+RUNGE_KUTTA = {m for m, kind in fastode.METHODS.items() if kind != "symplectic"} | FIXED_PAIRS
+
 
 def _family(system_key: str) -> str:
     """``linear3`` -> ``linear``, ``hamiltonian_kepler`` -> ``hamiltonian``."""
@@ -87,16 +92,15 @@ def test_mlp_kernels_compile_to_ptx(dtype):
     ptx = compile_ptx(
         kernel_source(specs), compile_options(), arch="compute_90", name=f"mlp_{dtype}.cu"
     )
-    assert len(specs) == 7
+    assert len(specs) == 10
     assert _entry_names(ptx) == {spec.name for spec in specs}
 
 
 def test_mlp_specs_cover_runge_kutta_methods():
     specs = mlp_kernel_specs()
-    runge_kutta = {m for m, kind in fastode.METHODS.items() if kind != "symplectic"}
-    assert {spec.method for spec in specs} == runge_kutta
+    assert {spec.method for spec in specs} == RUNGE_KUTTA
     assert {spec.system for spec in specs} == {f"mlp{d}" for d in range(1, 9)}
-    assert len(specs) == 2 * 7 * 8
+    assert len(specs) == 2 * 10 * 8
     assert not {spec.name for spec in specs} & {spec.name for spec in all_kernel_specs()}
 
 
@@ -124,7 +128,7 @@ def test_specs_cover_every_method_and_system():
     specs = all_kernel_specs()
     methods = {spec.method for spec in specs}
     systems = {spec.system for spec in specs}
-    assert methods == set(fastode.METHODS)
+    assert methods == set(fastode.METHODS) | FIXED_PAIRS
     assert systems == {
         "oscillator",
         "lorenz",
@@ -134,9 +138,9 @@ def test_specs_cover_every_method_and_system():
         "hamiltonian_kepler",
         "hamiltonian_henon_heiles",
     }
-    # 7 Runge-Kutta methods on 10 non-Hamiltonian systems, 11 methods on 4
-    # Hamiltonians, each in two dtypes.
-    assert len(specs) == 2 * (7 * 10 + 11 * 4)
+    # 10 Runge-Kutta drivers (7 methods and 3 fixed-step pairs) on 10
+    # non-Hamiltonian systems, 14 drivers on 4 Hamiltonians, each in two dtypes.
+    assert len(specs) == 2 * (10 * 10 + 14 * 4)
 
 
 def test_families_partition_specs():
@@ -151,7 +155,7 @@ def test_families_partition_specs():
 
 def test_symplectic_kernels_only_for_hamiltonians():
     for spec in all_kernel_specs():
-        if fastode.METHODS[spec.method] == "symplectic":
+        if fastode.METHODS.get(spec.method) == "symplectic":
             assert spec.system.startswith("hamiltonian_"), spec
 
 

@@ -74,7 +74,7 @@ def test_bench_gpu_rows_with_standin(monkeypatch, capsys):
     _launch._kernel.cache_clear()
     bench = _load_bench()
     try:
-        rows = bench._run_case("lorenz rk4 f32 dt=1e-3", standin, [8, 64], 8, 1)
+        rows = bench._run_case("lorenz tsit5 f32 fixed dt=1e-3", standin, [8, 64], 8, 1)
     finally:
         _launch._kernel.cache_clear()
     gpu = [row for row in rows if row.backend == "gpu"]

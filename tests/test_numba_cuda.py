@@ -64,6 +64,9 @@ SIMULATED_RUNS = textwrap.dedent(
                                 t_eval=t_eval, backend="numba-cuda"))
     record("dopri5", fastode.solve(system, y0, (0.0, 1.0), t_eval=t_eval,
                                    backend="numba-cuda"))
+    record("tsit5_fixed", fastode.solve(system, y0, (0.0, 1.0), method="tsit5",
+                                        adaptive=False, dt=0.1, t_eval=t_eval,
+                                        backend="numba-cuda"))
     record("device_input", fastode.solve(system, cuda.to_device(y0), (0.0, 1.0),
                                          backend="numba-cuda"))
     record("verlet", fastode.solve(harmonic([4.0]), y0, (0.0, 1.0), method="verlet",
@@ -119,6 +122,7 @@ def cpu(system, y0, method, **options):
     ("name", "method", "options"),
     [("rk4", "rk4", {"dt": 0.1, "t_eval": [0.0, 0.5, 1.0]}),
      ("dopri5", "dopri5", {"t_eval": [0.0, 0.5, 1.0]}),
+     ("tsit5_fixed", "tsit5", {"adaptive": False, "dt": 0.1, "t_eval": [0.0, 0.5, 1.0]}),
      ("device_input", "dopri5", {}),
      ("chunked", "dopri5", {"t_eval": [0.0, 0.5, 1.0]})],
 )
@@ -190,5 +194,11 @@ def test_missing_gpu_error():
 )
 def test_kernels_compile_to_ptx(system, method, dtype):
     ptx = _cuda.compile_ptx(system, method, dtype, cc=(9, 0))
+    assert ".target sm_90" in ptx
+    assert ".entry" in ptx
+
+
+def test_fixed_step_pair_compiles_to_ptx():
+    ptx = _cuda.compile_ptx(oscillator, "tsit5", np.float32, cc=(9, 0), adaptive=False)
     assert ".target sm_90" in ptx
     assert ".entry" in ptx

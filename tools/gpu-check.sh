@@ -3,7 +3,7 @@
 #
 # For a machine with an NVIDIA GPU. The step timeouts add up to 8 minutes,
 # so a hang cannot run past that: the install, a parallel build (estimated
-# 1-2 min on 16 cores, at most 2.5), NVRTC compiling all 228 kernel variants
+# 1-2 min on 16 cores, at most 2.5), NVRTC compiling all 472 kernel variants
 # in parallel processes into CuPy's disk cache (at most 1.5 min), tests/gpu
 # with closed forms, CPU-versus-GPU agreement and chunked runs (at most 2
 # min), and tools/gpu_bench.py (at most 2 min).

@@ -150,6 +150,9 @@ void run_method(const Sys& sys, const Problem<T>& prob, const Results<T>& res, i
     if (m == "bs3") return adaptive(BS3{});
     if (m == "dopri5") return adaptive(Dopri5{});
     if (m == "tsit5") return adaptive(Tsit5{});
+    if (m == "bs3_fixed") return fixed(RKStep<FixedStep<BS3>>{});
+    if (m == "dopri5_fixed") return fixed(RKStep<FixedStep<Dopri5>>{});
+    if (m == "tsit5_fixed") return fixed(RKStep<FixedStep<Tsit5>>{});
     if constexpr (is_hamiltonian<Sys>::value) {
         if (m == "symplectic_euler") return fixed(SymplecticStep<SymplecticEuler>{});
         if (m == "verlet") return fixed(SymplecticStep<Verlet>{});

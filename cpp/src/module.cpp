@@ -24,30 +24,34 @@ void register_mlp(py::module_& m);
 
 namespace {
 
+/// The first `n` rows and columns of a stage matrix, as nested lists.
 template <size_t S>
-py::list rows(const double (&a)[S][S]) {
+py::list rows(const double (&a)[S][S], size_t n = S) {
     py::list out;
-    for (size_t i = 0; i < S; ++i) {
+    for (size_t i = 0; i < n; ++i) {
         py::list row;
-        for (size_t j = 0; j < S; ++j) row.append(a[i][j]);
+        for (size_t j = 0; j < n; ++j) row.append(a[i][j]);
         out.append(row);
     }
     return out;
 }
 
 template <size_t S>
-py::list values(const double (&v)[S]) {
+py::list values(const double (&v)[S], size_t n = S) {
     py::list out;
-    for (size_t i = 0; i < S; ++i) out.append(v[i]);
+    for (size_t i = 0; i < n; ++i) out.append(v[i]);
     return out;
 }
 
+/// The coefficients of `Tab`, cut to its own stage count (a fixed step of an
+/// embedded pair uses fewer stages than the pair's table holds).
 template <class Tab, size_t S>
 py::dict tableau(const double (&a)[S][S], const double (&b)[S], const double (&c)[S]) {
+    const size_t n = size_t(Tab::stages);
     py::dict d;
-    d["a"] = rows(a);
-    d["b"] = values(b);
-    d["c"] = values(c);
+    d["a"] = rows(a, n);
+    d["b"] = values(b, n);
+    d["c"] = values(c, n);
     d["order"] = Tab::order;
     d["error_order"] = Tab::error_order;
     d["adaptive"] = Tab::adaptive;
@@ -71,6 +75,9 @@ py::dict tableaus() {
     py::dict tsit5 = tableau<Tsit5>(tsit5_a, tsit5_b, tsit5_c);
     tsit5["b_err"] = values(tsit5_b_err);
     out["tsit5"] = tsit5;
+    out["bs3_fixed"] = tableau<FixedStep<BS3>>(bs3_a, bs3_b, bs3_c);
+    out["dopri5_fixed"] = tableau<FixedStep<Dopri5>>(dopri5_a, dopri5_b, dopri5_c);
+    out["tsit5_fixed"] = tableau<FixedStep<Tsit5>>(tsit5_a, tsit5_b, tsit5_c);
     return out;
 }
 

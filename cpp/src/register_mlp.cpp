@@ -186,6 +186,9 @@ void run_wide_method(const WideMLP<T>& sys, const Problem<T>& prob, const Result
     if (m == "bs3") return adaptive(BS3{});
     if (m == "dopri5") return adaptive(Dopri5{});
     if (m == "tsit5") return adaptive(Tsit5{});
+    if (m == "bs3_fixed") return fixed(FixedStep<BS3>{});
+    if (m == "dopri5_fixed") return fixed(FixedStep<Dopri5>{});
+    if (m == "tsit5_fixed") return fixed(FixedStep<Tsit5>{});
     throw std::invalid_argument("fastode._core: method '" + m +
                                 "' is not available for an MLP field");
 }

@@ -23,7 +23,7 @@ def solve(
     method="dopri5",
     dt=None,
     rtol=None,
-    atol=1e-9,
+    atol=None,
     max_steps=DEFAULT_MAX_STEPS,
     backend="auto",
     dtype=None,
@@ -33,6 +33,7 @@ def solve(
     out=None,
     progress=None,
     chunk_size=None,
+    adaptive=None,
 ):
     """Integrate dy/dt = f(t, y) for a batch of initial states.
 
@@ -59,12 +60,14 @@ def solve(
         Step size of fixed-step and symplectic methods (required there; the
         last step is shortened to end at t1). For adaptive methods, the first
         step, which is otherwise estimated.
-    rtol, atol : float
+    rtol, atol : float, optional
         Relative and absolute tolerance of adaptive methods: a step is
         accepted when the RMS over components of
         err / (atol + rtol max(|y|, |y_new|)) is at most 1. rtol defaults to
         1e-6, or to 100 machine epsilon (1.2e-5) in float32; an rtol given
-        below that floor is raised to it with a warning.
+        below that floor is raised to it with a warning. atol defaults to
+        1e-9. Fixed-step and symplectic runs warn when either is given,
+        because they have no effect there.
     max_steps : int
         Maximum number of attempted steps per trajectory over the whole span.
     backend : {"auto", "cpp", "numba", "numba-cuda", "cupy"}
@@ -101,6 +104,13 @@ def solve(
     chunk_size : int, optional
         Trajectories per chunk. The default is 1/32 of the batch, at least
         4096 and at most what `max_memory` allows. Results do not depend on it.
+    adaptive : bool, optional
+        ``False`` steps an embedded pair (bs3, dopri5, tsit5) with the fixed
+        step `dt` and no error estimate: each step costs one evaluation of f
+        fewer than an adaptive one (the last stage of these pairs only feeds
+        the error estimate and the next step), and the run has the method's
+        full order. None (default) keeps each method's own kind; ``True``
+        with a fixed-step or symplectic method is an error.
 
     Returns
     -------
@@ -145,7 +155,7 @@ def solve(
         )
         raise TypeError(msg)
     method = check.check_method(method, system)
-    kind = check.METHODS[method]
+    kind = check.check_adaptive(adaptive, method)
     backend = _check_backend(backend, system, y0)
     if backend == "numba-cuda":
         from ._numba import _cuda
@@ -157,8 +167,9 @@ def solve(
         from ._cupy import solve_cupy
 
         return solve_cupy(system, y0, t_span, t_eval, method, dt, rtol, atol, max_steps,
-                          dtype, controller, threads, max_memory, out, progress, chunk_size)
-    checked = check.check_call(system, method, y0, t_span, t_eval, dt, rtol, atol,
+                          dtype, controller, threads, max_memory, out, progress, chunk_size,
+                          adaptive)
+    checked = check.check_call(system, method, kind, y0, t_span, t_eval, dt, rtol, atol,
                                max_steps, dtype, controller, threads)
     if backend == "numba":
         job = _numba_job(system, checked.y0, checked.t_core, kind, checked.call)

@@ -296,6 +296,9 @@ class Hamiltonian(_ScalarParameters):
     def potential_energy(self, q):
         """V(q) for positions of shape (N, dof)."""
         k, _ = self._k_and_mass(len(q))
+        return self._potential(q, k)
+
+    def _potential(self, q, k):
         if self.potential == "harmonic":
             return 0.5 * k * q[:, 0] ** 2
         if self.potential == "pendulum":
@@ -306,13 +309,20 @@ class Hamiltonian(_ScalarParameters):
         return 0.5 * (x**2 + u**2) + k * (x**2 * u - u**3 / 3.0)
 
     def energy(self, y):
-        """H(q, p) for states of shape (..., dim)."""
+        """H(q, p) for states of shape (dim,), (N, dim) or (N, T, dim).
+
+        These are the shapes of `Solution.y`. A per-trajectory k or mass
+        belongs to the first axis, N."""
         y = np.asarray(y, dtype=np.float64)
+        n = y.shape[0] if y.ndim > 1 else 1
+        # Dense output has T states per trajectory, so each parameter row
+        # repeats T times in the flattened (N * T, dim) states.
+        per_trajectory = int(np.prod(y.shape[1:-1])) if y.ndim > 2 else 1
+        k, mass = (np.repeat(value, per_trajectory) for value in self._k_and_mass(n))
         flat = y.reshape(-1, self.dim)
-        _, mass = self._k_and_mass(len(flat))
         q, p = flat[:, : self.dof], flat[:, self.dof :]
         kinetic = 0.5 * np.sum(p**2, axis=1) / mass
-        return (kinetic + self.potential_energy(q)).reshape(y.shape[:-1])
+        return (kinetic + self._potential(q, k)).reshape(y.shape[:-1])
 
     def rhs(self, t, y):
         k, mass = self._k_and_mass(len(y))

@@ -28,8 +28,9 @@ METHODS = {
 
 CONTROLLERS = {"i": 0, "pi": 1}
 
-#: rtol when the caller passes none.
+#: rtol and atol when the caller passes none.
 DEFAULT_RTOL = 1e-6
+DEFAULT_ATOL = 1e-9
 
 #: Largest max_steps: step counters are 64-bit integers.
 MAX_STEPS_LIMIT = 2**62
@@ -52,6 +53,35 @@ def check_method(method, system) -> str:
             "use rk4 or an adaptive method instead"
         )
         raise ValueError(msg)
+    return method
+
+
+def check_adaptive(adaptive, method: str) -> str:
+    """Return the kind `method` runs as: "fixed", "adaptive" or "symplectic".
+
+    ``adaptive=None`` keeps the method's own kind; ``adaptive=False`` steps an
+    embedded pair (bs3, dopri5, tsit5) with a fixed dt.
+    """
+    kind = METHODS[method]
+    if adaptive is None:
+        return kind
+    if not isinstance(adaptive, (bool, np.bool_)):
+        msg = f"adaptive must be True, False or None, got {adaptive!r}"
+        raise TypeError(msg)
+    if adaptive and kind != "adaptive":
+        msg = (
+            f"adaptive=True needs a method with an error estimate (bs3, dopri5, "
+            f"tsit5); method={method!r} only takes fixed steps of dt"
+        )
+        raise ValueError(msg)
+    return "fixed" if kind == "adaptive" and not adaptive else kind
+
+
+def kernel_method(method: str, kind: str) -> str:
+    """Name of the compiled driver: an embedded pair stepped with a fixed dt
+    runs as ``<method>_fixed``."""
+    if kind == "fixed" and METHODS[method] == "adaptive":
+        return f"{method}_fixed"
     return method
 
 
@@ -165,18 +195,29 @@ def check_t_eval(t_eval, t0: float, t1: float, dtype: np.dtype) -> np.ndarray | 
     return np.ascontiguousarray(array, dtype=dtype)
 
 
-def check_tolerances(rtol, atol, dtype: np.dtype, kind: str = "adaptive") -> tuple[float, float]:
+def check_tolerances(rtol, atol, dtype: np.dtype, kind: str = "adaptive",
+                     method: str = "") -> tuple[float, float]:
     """Return (rtol, atol) as floats, raising rtol to 100 machine epsilon.
 
-    ``rtol=None`` is the default, DEFAULT_RTOL, raised to the floor silently
-    because the caller did not choose it.
+    ``rtol=None`` and ``atol=None`` are the defaults, DEFAULT_RTOL (raised to
+    the floor silently because the caller did not choose it) and DEFAULT_ATOL.
 
     Only adaptive methods use the tolerances, so only they reject a zero pair
-    and warn about the floor.
+    and warn about the floor; the other methods warn that a tolerance the
+    caller passed has no effect.
     """
+    if kind != "adaptive" and (rtol is not None or atol is not None):
+        warn_user(
+            f"rtol and atol have no effect with method={method!r}, which takes "
+            "fixed steps of dt; choose dt for accuracy, or an adaptive method "
+            "(bs3, dopri5, tsit5) to control the error",
+            UserWarning,
+        )
     floor = 100 * float(np.finfo(dtype).eps)
     if rtol is None:
         rtol = max(DEFAULT_RTOL, floor)
+    if atol is None:
+        atol = DEFAULT_ATOL
     rtol = _real_scalar("rtol", rtol)
     atol = _real_scalar("atol", atol)
     if not (np.isfinite(rtol) and rtol >= 0):
@@ -204,7 +245,8 @@ def check_dt(dt, kind: str, method: str) -> float:
     if dt is None:
         if kind == "adaptive":
             return 0.0
-        msg = f"method={method!r} uses a fixed step: pass dt > 0"
+        how = "with adaptive=False takes" if METHODS[method] == "adaptive" else "uses"
+        msg = f"method={method!r} {how} a fixed step: pass dt > 0"
         raise ValueError(msg)
     dt = _real_scalar("dt", dt)
     if not (np.isfinite(dt) and dt > 0):
@@ -281,24 +323,24 @@ class CheckedCall:
         return self.t_eval if self.dense else np.array([self.t1], dtype=self.dtype)
 
 
-def check_call(system, method, y0, t_span, t_eval, dt, rtol, atol, max_steps, dtype,
+def check_call(system, method, kind, y0, t_span, t_eval, dt, rtol, atol, max_steps, dtype,
                controller, threads) -> CheckedCall:
-    """Check every argument of a CPU solve call; `method` is already checked.
+    """Check every argument of a CPU solve call; `method` and `kind` (from
+    `check_adaptive`) are already checked.
 
     ``threads=None`` becomes the OpenMP default of the C++ core.
     """
-    kind = METHODS[method]
     dtype = check_dtype(dtype, y0)
     y0, single = check_y0(y0, system.dim, dtype)
     t0, t1 = check_t_span(t_span)
     t_eval = check_t_eval(t_eval, t0, t1, dtype)
-    rtol, atol = check_tolerances(rtol, atol, dtype, kind)
+    rtol, atol = check_tolerances(rtol, atol, dtype, kind, method)
     if threads is None:
         from . import _core
 
         threads = _core.max_threads()
     call = {
-        "method": method,
+        "method": kernel_method(method, kind),
         "t0": t0,
         "t1": t1,
         "dt": check_dt(dt, kind, method),

@@ -45,11 +45,12 @@ def solve(
     method="dopri5",
     dt=None,
     rtol=None,
-    atol=1e-9,
+    atol=None,
     max_steps=DEFAULT_MAX_STEPS,
     dtype=None,
     controller="i",
     *,
+    adaptive=None,
     client=None,
     chunk_size=DEFAULT_CHUNK_SIZE,
     threads=1,
@@ -60,7 +61,7 @@ def solve(
 
     Parameters
     ----------
-    system, y0, t_span, t_eval, method, dt, rtol, atol, max_steps, dtype, controller
+    system, y0, t_span, t_eval, method, dt, rtol, atol, max_steps, dtype, controller, adaptive
         As in `fastode.solve`. Only built-in systems run here; systems made
         by `fastode.ode` raise `TypeError`.
     client : dask.distributed.Client, optional
@@ -105,6 +106,7 @@ def solve(
         dtype,
         controller,
         threads,
+        adaptive,
     )
     chunk_size = _chunks.check_chunk_size(chunk_size)
     progress = _chunks.check_progress(progress)
@@ -115,10 +117,9 @@ def solve(
         for start in range(0, layout.n, chunk_size)
     ]
     _gather(client, job, bounds, result, progress, layout.n)
-    solution = _make_solution(result, t_out, job.dense, single, job.call["method"])
-    _chunks.warn_if_stiff(
-        solution.status, check.METHODS[job.call["method"]], job.call["method"]
-    )
+    method = check.check_method(method, system)
+    solution = _make_solution(result, t_out, job.dense, single, method)
+    _chunks.warn_if_stiff(solution.status, check.check_adaptive(adaptive, method), method)
     return solution
 
 
@@ -135,6 +136,7 @@ def _prepare(
     dtype,
     controller,
     threads,
+    adaptive,
 ):
     """Check the arguments as `fastode.solve` does and build the C++ job."""
     if not isinstance(system, System):
@@ -148,7 +150,8 @@ def _prepare(
         )
         raise TypeError(msg)
     method = check.check_method(method, system)
-    checked = check.check_call(system, method, y0, t_span, t_eval, dt, rtol, atol,
+    kind = check.check_adaptive(adaptive, method)
+    checked = check.check_call(system, method, kind, y0, t_span, t_eval, dt, rtol, atol,
                                max_steps, dtype, controller, threads)
     n = checked.y0.shape[0]
     job = _chunks.CoreJob(

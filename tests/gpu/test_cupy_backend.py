@@ -129,6 +129,23 @@ def test_gpu_matches_cpu(name, method, dtype):
             assert np.array_equal(gpu.stats[stat], cpu.stats[stat]), stat
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", ["oscillator", "lorenz", "linear3"])
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_gpu_fixed_pair_matches_cpu(method, name, dtype):
+    """Embedded pairs with adaptive=False agree as the fixed-step methods do."""
+    system, y0 = SYSTEMS[name]
+    kwargs = {"method": method, "adaptive": False, "dt": 0.01, "t_span": (0.0, 2.0),
+              "dtype": dtype}
+    cpu = fastode.solve(system, y0, backend="cpp", **kwargs)
+    gpu = fastode.solve(system, y0, backend="cupy", **kwargs)
+    assert np.array_equal(gpu.status, cpu.status)
+    bound = 8 * 200 * _ulp_scale(cpu.y, dtype)
+    assert np.all(np.abs(gpu.y - cpu.y) <= bound)
+    for stat in STATS:
+        assert np.array_equal(gpu.stats[stat], cpu.stats[stat]), stat
+
+
 # --- closed forms ----------------------------------------------------------------
 
 

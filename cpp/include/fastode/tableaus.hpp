@@ -193,6 +193,19 @@ FASTODE_HD FASTODE_INLINE T dense_weight(Tsit5, int j, T theta) {
     }
 }
 
+/// An embedded pair stepped with a fixed dt: the same stages without the
+/// error estimate. Trailing stages with zero solution weight are dropped: an
+/// FSAL pair's last stage only serves the error estimate and the next step's
+/// first stage, so a fixed step of dopri5 or tsit5 costs 6 evaluations of f.
+template <class Tab>
+struct FixedStep : Tab {
+    static constexpr int stages =
+        Tab::b(Tab::stages - 1) == 0.0 ? Tab::stages - 1 : Tab::stages;
+    static constexpr int error_order = 0;
+    static constexpr bool adaptive = false;
+    static constexpr bool dense = false;
+};
+
 /// True when the last stage is evaluated at the new solution (first same as
 /// last), so its derivative starts the next step for free.
 template <class Tab>

@@ -189,7 +189,7 @@ def solve_cupy(
     method="dopri5",
     dt=None,
     rtol=None,
-    atol=1e-9,
+    atol=None,
     max_steps=100_000,
     dtype=None,
     controller="i",
@@ -198,6 +198,7 @@ def solve_cupy(
     out=None,
     progress=None,
     chunk_size=None,
+    adaptive=None,
 ):
     """Integrate a batch of trajectories on the GPU; see `fastode.solve`.
 
@@ -254,7 +255,7 @@ def solve_cupy(
         )
         raise TypeError(msg)
     method = check.check_method(method, system)
-    kind = check.METHODS[method]
+    kind = check.check_adaptive(adaptive, method)
     key = system_key(system)
     cupy = import_cupy()
     require_device(cupy)
@@ -269,7 +270,7 @@ def solve_cupy(
     if _as_device_array(cupy, t_eval) is not None:
         t_eval = cupy.asnumpy(_as_device_array(cupy, t_eval))
     t_eval = check.check_t_eval(t_eval, t0, t1, dtype)
-    rtol, atol = check.check_tolerances(rtol, atol, dtype, kind)
+    rtol, atol = check.check_tolerances(rtol, atol, dtype, kind, method)
     dt = check.check_dt(dt, kind, method)
     max_steps = check.check_max_steps(max_steps)
     controller_code = check.check_controller(controller)
@@ -307,7 +308,9 @@ def solve_cupy(
         # would be wrong, and its stride 0 makes every thread read row 0.
         row_inputs.append(array if stride else _Whole(array))
     job = _pipeline.GpuJob(
-        kernel=_kernel(KernelSpec(method, key, np.dtype(dtype).name)) if n else None,
+        kernel=_kernel(KernelSpec(check.kernel_method(method, kind), key, np.dtype(dtype).name))
+        if n
+        else None,
         n=n,
         n_out=len(t_host) if dense else 1,
         dim=system.dim,

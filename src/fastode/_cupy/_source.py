@@ -39,6 +39,9 @@ _DRIVERS = {
     "bs3": ("adaptive_block", "fastode::BS3"),
     "dopri5": ("adaptive_block", "fastode::Dopri5"),
     "tsit5": ("adaptive_block", "fastode::Tsit5"),
+    "bs3_fixed": ("fixed_block", "fastode::RKStep<fastode::FixedStep<fastode::BS3>>"),
+    "dopri5_fixed": ("fixed_block", "fastode::RKStep<fastode::FixedStep<fastode::Dopri5>>"),
+    "tsit5_fixed": ("fixed_block", "fastode::RKStep<fastode::FixedStep<fastode::Tsit5>>"),
     "symplectic_euler": (
         "fixed_block",
         "fastode::SymplecticStep<fastode::SymplecticEuler>",
@@ -194,11 +197,16 @@ def _mlp_key(mlp) -> str:
 
 
 def _method_specs(key: str, layout: SystemLayout, dtype: str) -> list[KernelSpec]:
-    return [
-        KernelSpec(method, key, dtype)
-        for method, kind in METHODS.items()
-        if kind != "symplectic" or layout.separable
-    ]
+    """Every driver of one system: each method, and each embedded pair again
+    with a fixed step (``<method>_fixed``)."""
+    specs = []
+    for method, kind in METHODS.items():
+        if kind == "symplectic" and not layout.separable:
+            continue
+        specs.append(KernelSpec(method, key, dtype))
+        if kind == "adaptive":
+            specs.append(KernelSpec(f"{method}_fixed", key, dtype))
+    return specs
 
 
 def all_kernel_specs(dtypes=DTYPES) -> list[KernelSpec]:

@@ -116,11 +116,13 @@ def kernel_source(system, method: str, kind: str, dtype):
     return fixed_kernel, signature
 
 
-def compile_ptx(system, method: str, dtype=np.float64, cc=(9, 0)) -> str:
+def compile_ptx(system, method: str, dtype=np.float64, cc=(9, 0), adaptive=None) -> str:
     """Compile the CUDA kernel of `system` and `method` to PTX for compute
     capability `cc`. Needs NVVM (from ``cuda-bindings``) but no GPU."""
-    kind = check.METHODS[check.check_method(method, system)]
-    function, signature = kernel_source(system, method, kind, np.dtype(dtype))
+    method = check.check_method(method, system)
+    kind = check.check_adaptive(adaptive, method)
+    function, signature = kernel_source(system, check.kernel_method(method, kind), kind,
+                                        np.dtype(dtype))
     try:
         with _device_functions_target(cc):
             ptx, _ = cuda.compile_ptx(function, signature, cc=cc)
@@ -196,7 +198,7 @@ def solve(system, y0, t_span, t_eval, method, kind, dt, rtol, atol, max_steps, d
         y0_rows, single = check.check_y0(y0, system.dim, dtype)
     t0, t1 = check.check_t_span(t_span)
     t_eval = check.check_t_eval(t_eval, t0, t1, dtype)
-    rtol, atol = check.check_tolerances(rtol, atol, dtype, kind)
+    rtol, atol = check.check_tolerances(rtol, atol, dtype, kind, method)
     dt = check.check_dt(dt, kind, method)
     max_steps = check.check_max_steps(max_steps)
     controller_code = check.check_controller(controller)
@@ -208,7 +210,7 @@ def solve(system, y0, t_span, t_eval, method, kind, dt, rtol, atol, max_steps, d
     if n > 0:
         first = y0_rows[:1].copy_to_host() if device_input else y0_rows[:1]
         system._probe(first, params, t0)
-    call = {"kind": kind, "method": method, "t0": t0, "t1": t1, "dt": dt, "rtol": rtol,
+    call = {"kind": kind, "method": check.kernel_method(method, kind), "t0": t0, "t1": t1, "dt": dt, "rtol": rtol,
             "atol": atol, "max_steps": max_steps, "controller": controller_code}
     job = CudaJob(system, y0_rows, params, t_eval, call)
     if device_input:
