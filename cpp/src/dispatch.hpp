@@ -125,7 +125,36 @@ struct is_hamiltonian : std::false_type {};
 template <class T, class P>
 struct is_hamiltonian<Hamiltonian<T, P>> : std::true_type {};
 
-/// Calls `run.template operator()<Kernel>()` with the driver for `method`.
+/// Calls `fixed(Tab{})` or `adaptive(Tab{})` with the Runge-Kutta tableau that
+/// `method` names and returns true, or returns false for any other name. Every
+/// dispatcher reads the Runge-Kutta method names from this one list.
+template <class Fixed, class Adaptive>
+bool with_rk_tableau(const std::string& method, const Fixed& fixed, const Adaptive& adaptive) {
+    const auto run = [](const auto& driver, auto tableau) {
+        driver(tableau);
+        return true;
+    };
+    if (method == "euler") return run(fixed, Euler{});
+    if (method == "midpoint") return run(fixed, Midpoint{});
+    if (method == "heun") return run(fixed, Heun{});
+    if (method == "rk4") return run(fixed, RK4{});
+    if (method == "bs3") return run(adaptive, BS3{});
+    if (method == "dopri5") return run(adaptive, Dopri5{});
+    if (method == "tsit5") return run(adaptive, Tsit5{});
+    if (method == "bs3_fixed") return run(fixed, FixedStep<BS3>{});
+    if (method == "dopri5_fixed") return run(fixed, FixedStep<Dopri5>{});
+    if (method == "tsit5_fixed") return run(fixed, FixedStep<Tsit5>{});
+    return false;
+}
+
+/// Throws for a method name that the Python layer rejects first, so reaching
+/// it means a binding was called directly with an unknown name.
+[[noreturn]] inline void reject_method(const std::string& method, const char* what) {
+    throw std::invalid_argument("fastode._core: method '" + method +
+                                "' is not available for " + what);
+}
+
+/// Integrates every block of `sys` with the driver for `call.method`.
 template <class T, class Sys, int W>
 void run_method(const Sys& sys, const Problem<T>& prob, const Results<T>& res, index_t n,
                 const Call& call) {
@@ -135,6 +164,7 @@ void run_method(const Sys& sys, const Problem<T>& prob, const Results<T>& res, i
             fixed_block<Stepper, Sys, T, W>(sys, prob, res, first, count);
         });
     };
+    auto fixed_rk = [&](auto tableau) { fixed(RKStep<decltype(tableau)>{}); };
     auto adaptive = [&](auto tableau) {
         using Tab = decltype(tableau);
         for_each_block<W>(n, call.threads, [&](index_t first, int count) {
@@ -143,34 +173,24 @@ void run_method(const Sys& sys, const Problem<T>& prob, const Results<T>& res, i
     };
 
     const std::string& m = call.method;
-    if (m == "euler") return fixed(RKStep<Euler>{});
-    if (m == "midpoint") return fixed(RKStep<Midpoint>{});
-    if (m == "heun") return fixed(RKStep<Heun>{});
-    if (m == "rk4") return fixed(RKStep<RK4>{});
-    if (m == "bs3") return adaptive(BS3{});
-    if (m == "dopri5") return adaptive(Dopri5{});
-    if (m == "tsit5") return adaptive(Tsit5{});
-    if (m == "bs3_fixed") return fixed(RKStep<FixedStep<BS3>>{});
-    if (m == "dopri5_fixed") return fixed(RKStep<FixedStep<Dopri5>>{});
-    if (m == "tsit5_fixed") return fixed(RKStep<FixedStep<Tsit5>>{});
+    if (with_rk_tableau(m, fixed_rk, adaptive)) return;
     if constexpr (is_hamiltonian<Sys>::value) {
         if (m == "symplectic_euler") return fixed(SymplecticStep<SymplecticEuler>{});
         if (m == "verlet") return fixed(SymplecticStep<Verlet>{});
         if (m == "yoshida4") return fixed(SymplecticStep<Yoshida4>{});
         if (m == "yoshida6") return fixed(SymplecticStep<Yoshida6>{});
     }
-    // The Python layer validates names first, so this is a binding misuse.
-    throw std::invalid_argument("fastode._core: method '" + m +
-                                "' is not available for this system");
+    reject_method(m, "this system");
 }
 
-/// Integrates N trajectories of `sys` and returns the output arrays as a dict.
-template <class T, class Sys>
-py::dict solve_system(const Sys& sys, const Array<T>& y0, const Array<T>& t_eval,
-                      bool dense, const Call& call) {
-    if (y0.ndim() != 2 || y0.shape(1) != Sys::dim) {
+/// Checks that y0 is (N, dim), calls `run(prob, res, n)` without the GIL to
+/// integrate its N rows and returns the output arrays as a dict.
+template <class T, class Run>
+py::dict solve_rows(const Array<T>& y0, const Array<T>& t_eval, bool dense, const Call& call,
+                    int dim, const Run& run) {
+    if (y0.ndim() != 2 || y0.shape(1) != dim) {
         throw std::invalid_argument("fastode._core: y0 must have shape (N, " +
-                                    std::to_string(Sys::dim) + ")");
+                                    std::to_string(dim) + ")");
     }
     const index_t n = y0.shape(0);
 
@@ -186,13 +206,23 @@ py::dict solve_system(const Sys& sys, const Array<T>& y0, const Array<T>& t_eval
     prob.n_eval = dense ? index_t(t_eval.size()) : 0;
     prob.y0 = y0.data();
 
-    Outputs<T> out(n, prob.n_out(), Sys::dim);
+    Outputs<T> out(n, prob.n_out(), dim);
     Results<T> res = out.view();
     {
         py::gil_scoped_release release;
-        run_method<T, Sys, lanes_for<T>()>(sys, prob, res, n, call);
+        run(prob, res, n);
     }
     return out.as_dict();
+}
+
+/// Integrates N trajectories of `sys` and returns the output arrays as a dict.
+template <class T, class Sys>
+py::dict solve_system(const Sys& sys, const Array<T>& y0, const Array<T>& t_eval,
+                      bool dense, const Call& call) {
+    return solve_rows<T>(y0, t_eval, dense, call, Sys::dim,
+                         [&](const Problem<T>& prob, const Results<T>& res, index_t n) {
+                             run_method<T, Sys, lanes_for<T>()>(sys, prob, res, n, call);
+                         });
 }
 
 }  // namespace fastode::bindings

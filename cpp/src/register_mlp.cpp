@@ -178,130 +178,117 @@ void run_wide_method(const WideMLP<T>& sys, const Problem<T>& prob, const Result
             wide_adaptive_block<Tab, WideMLP<T>, T, W>(sys, prob, res, first, count);
         });
     };
-    const std::string& m = call.method;
-    if (m == "euler") return fixed(Euler{});
-    if (m == "midpoint") return fixed(Midpoint{});
-    if (m == "heun") return fixed(Heun{});
-    if (m == "rk4") return fixed(RK4{});
-    if (m == "bs3") return adaptive(BS3{});
-    if (m == "dopri5") return adaptive(Dopri5{});
-    if (m == "tsit5") return adaptive(Tsit5{});
-    if (m == "bs3_fixed") return fixed(FixedStep<BS3>{});
-    if (m == "dopri5_fixed") return fixed(FixedStep<Dopri5>{});
-    if (m == "tsit5_fixed") return fixed(FixedStep<Tsit5>{});
-    throw std::invalid_argument("fastode._core: method '" + m +
-                                "' is not available for an MLP field");
+    if (!with_rk_tableau(call.method, fixed, adaptive)) reject_method(call.method, "an MLP field");
 }
 
-/// solve_system for the run-time dimension path.
+/// solve_system for a network on the run-time dimension path.
 template <class T>
-py::dict solve_wide(const WideMLP<T>& sys, const Array<T>& y0, const Array<T>& t_eval,
-                    bool dense, const Call& call) {
-    const int dim = sys.dim();
-    if (y0.ndim() != 2 || y0.shape(1) != dim) {
-        throw std::invalid_argument("fastode._core: y0 must have shape (N, " +
-                                    std::to_string(dim) + ")");
-    }
-    const index_t n = y0.shape(0);
-    Problem<T> prob;
-    prob.t0 = T(call.t0);
-    prob.t1 = T(call.t1);
-    prob.dt = T(call.dt);
-    prob.rtol = T(call.rtol);
-    prob.atol = T(call.atol);
-    prob.max_steps = call.max_steps;
-    prob.controller = call.controller;
-    prob.t_eval = t_eval.data();
-    prob.n_eval = dense ? index_t(t_eval.size()) : 0;
-    prob.y0 = y0.data();
-
-    Outputs<T> out(n, prob.n_out(), dim);
-    Results<T> res = out.view();
-    {
-        py::gil_scoped_release release;
-        run_wide_method<T>(sys, prob, res, n, call);
-    }
-    return out.as_dict();
+py::dict solve_net(const WideMLP<T>& sys, const Array<T>& y0, const Array<T>& t_eval,
+                   bool dense, const Call& call) {
+    return solve_rows<T>(y0, t_eval, dense, call, sys.dim(),
+                         [&](const Problem<T>& prob, const Results<T>& res, index_t n) {
+                             run_wide_method<T>(sys, prob, res, n, call);
+                         });
 }
 
-/// eval_system for the run-time dimension path.
+template <class T, class Sys>
+py::dict solve_net(const Sys& sys, const Array<T>& y0, const Array<T>& t_eval, bool dense,
+                   const Call& call) {
+    return solve_system<T>(sys, y0, t_eval, dense, call);
+}
+
+/// The rows of an eval call: y (N, dim) and t (N,) or (1,), checked, and the
+/// (N, dim) output. Blocks gather rows into and scatter them out of the
+/// v[i * W + l] layout that LaneVec and WideVectors share.
+template <class T, int W>
+struct EvalRows {
+    Array<T> dy;
+    const T* y;
+    const T* t;
+    T* out;
+    index_t n;
+    int dim;
+    bool shared_t;
+
+    EvalRows(const Array<T>& y_rows, const Array<T>& t_rows, int dim_) : dim(dim_) {
+        if (y_rows.ndim() != 2 || y_rows.shape(1) != dim) {
+            throw std::invalid_argument("fastode._core: y must have shape (N, " +
+                                        std::to_string(dim) + ")");
+        }
+        n = y_rows.shape(0);
+        if (t_rows.size() != 1 && index_t(t_rows.size()) != n) {
+            throw std::invalid_argument("fastode._core: t must have shape (1,) or (N,)");
+        }
+        dy = Array<T>({n, index_t(dim)});
+        y = y_rows.data();
+        t = t_rows.data();
+        out = dy.mutable_data();
+        shared_t = t_rows.size() == 1;
+    }
+
+    /// Fills every lane of the block, padding lanes with the last real row.
+    void gather(index_t first, int count, T* yb, T* tb) const {
+        for (int l = 0; l < W; ++l) {
+            const index_t row = lane_source(first, count, l);
+            for (int i = 0; i < dim; ++i) yb[std::size_t(i) * W + l] = y[row * dim + i];
+            tb[l] = shared_t ? t[0] : t[row];
+        }
+    }
+
+    void scatter(index_t first, int count, const T* fb) const {
+        for (int l = 0; l < count; ++l) {
+            for (int i = 0; i < dim; ++i) out[(first + l) * dim + i] = fb[std::size_t(i) * W + l];
+        }
+    }
+};
+
+/// Evaluates f for the rows of one block of a compiled-dimension system.
+template <class T, int W, class Sys>
+void eval_block(const Sys& sys, const EvalRows<T, W>& rows, index_t first, int count) {
+    typename Sys::template Lanes<W> lanes;
+    lanes.load(sys, first, count);
+    LaneVec<T, Sys::dim, W> yb, fb;
+    T tb[W];
+    rows.gather(first, count, yb.v, tb);
+    lanes.rhs(tb, yb, fb);
+    rows.scatter(first, count, fb.v);
+}
+
+/// The same for the run-time dimension path, with heap buffers.
+template <class T, int W>
+void eval_block(const WideMLP<T>& sys, const EvalRows<T, W>& rows, index_t first, int count) {
+    typename WideMLP<T>::template Lanes<W> lanes;
+    lanes.load(sys, first, count);
+    WideVectors<T, W> v(rows.dim, 2);
+    T tb[W];
+    rows.gather(first, count, v[0], tb);
+    lanes.rhs(tb, v[0], v[1]);
+    rows.scatter(first, count, v[1]);
+}
+
+template <class Sys>
+int system_dim(const Sys&) {
+    return Sys::dim;
+}
+
 template <class T>
-Array<T> eval_wide(const WideMLP<T>& sys, const Array<T>& y, const Array<T>& t, int threads) {
-    constexpr int W = lanes_for<T>();
-    const int dim = sys.dim();
-    if (y.ndim() != 2 || y.shape(1) != dim) {
-        throw std::invalid_argument("fastode._core: y must have shape (N, " +
-                                    std::to_string(dim) + ")");
-    }
-    const index_t n = y.shape(0);
-    if (t.size() != 1 && index_t(t.size()) != n) {
-        throw std::invalid_argument("fastode._core: t must have shape (1,) or (N,)");
-    }
-    Array<T> dy({n, index_t(dim)});
-    const T* yp = y.data();
-    const T* tp = t.data();
-    T* out = dy.mutable_data();
-    const bool shared_t = t.size() == 1;
-    {
-        py::gil_scoped_release release;
-        for_each_block<W>(n, threads, [&](index_t first, int count) {
-            typename WideMLP<T>::template Lanes<W> lanes;
-            lanes.load(sys, first, count);
-            WideVectors<T, W> v(dim, 2);
-            T tb[W];
-            for (int l = 0; l < W; ++l) {
-                const index_t row = lane_source(first, count, l);
-                for (int i = 0; i < dim; ++i) v[0][std::size_t(i) * W + l] = yp[row * dim + i];
-                tb[l] = shared_t ? tp[0] : tp[row];
-            }
-            lanes.rhs(tb, v[0], v[1]);
-            for (int l = 0; l < count; ++l) {
-                for (int i = 0; i < dim; ++i) {
-                    out[(first + l) * dim + i] = v[1][std::size_t(i) * W + l];
-                }
-            }
-        });
-    }
-    return dy;
+int system_dim(const WideMLP<T>& sys) {
+    return sys.dim();
 }
 
 /// Evaluates f(t, y) of `sys` for every row of y (N, dim), with t of shape
 /// (N,) or (1,), blocks of W rows at a time as the drivers do.
 template <class T, class Sys>
-Array<T> eval_system(const Sys& sys, const Array<T>& y, const Array<T>& t, int threads) {
-    constexpr int D = Sys::dim;
+Array<T> eval_net(const Sys& sys, const Array<T>& y, const Array<T>& t, int threads) {
     constexpr int W = lanes_for<T>();
-    if (y.ndim() != 2 || y.shape(1) != D) {
-        throw std::invalid_argument("fastode._core: y must have shape (N, " + std::to_string(D) + ")");
-    }
-    const index_t n = y.shape(0);
-    if (t.size() != 1 && index_t(t.size()) != n) {
-        throw std::invalid_argument("fastode._core: t must have shape (1,) or (N,)");
-    }
-    Array<T> dy({n, index_t(D)});
-    const T* yp = y.data();
-    const T* tp = t.data();
-    T* out = dy.mutable_data();
-    const bool shared_t = t.size() == 1;
+    const EvalRows<T, W> rows(y, t, system_dim(sys));
     {
         py::gil_scoped_release release;
-        for_each_block<W>(n, threads, [&](index_t first, int count) {
-            typename Sys::template Lanes<W> lanes;
-            lanes.load(sys, first, count);
-            LaneVec<T, D, W> yb, fb;
-            T tb[W];
-            for (int l = 0; l < W; ++l) {
-                const index_t row = lane_source(first, count, l);
-                for (int i = 0; i < D; ++i) yb(i, l) = yp[row * D + i];
-                tb[l] = shared_t ? tp[0] : tp[row];
-            }
-            lanes.rhs(tb, yb, fb);
-            for (int l = 0; l < count; ++l) {
-                for (int i = 0; i < D; ++i) out[(first + l) * D + i] = fb(i, l);
-            }
+        for_each_block<W>(rows.n, threads, [&](index_t first, int count) {
+            eval_block<T, W>(sys, rows, first, count);
         });
     }
-    return dy;
+    return rows.dy;
 }
 
 /// Calls body(std::integral_constant<int, D>{}) for D == dim.
@@ -322,6 +309,31 @@ inline int state_dim(const py::array& y, bool augmented) {
     return augmented ? dim - 1 : dim;
 }
 
+/// Builds the system for a network on state dimension `dim` and returns
+/// body(sys): the compiled-dimension system when the network fits it, else the
+/// run-time dimension one. `trace` is nullptr for a neural ODE and points to
+/// the trace settings for a CNF.
+template <class T, class TracePtr, class Body>
+py::object with_net_system(const Array<T>& params, const NetArgs& net, int dim, TracePtr trace,
+                           const Body& body) {
+    constexpr bool cnf = !std::is_same_v<TracePtr, std::nullptr_t>;
+    int n_probes = 0;
+    if constexpr (cnf) n_probes = trace->use_unit_trace ? 1 : trace->n_probes;
+    if (!fits_compiled_dim(net, dim, cnf, n_probes)) {
+        return body(make_wide_system<T>(params, net, dim, trace));
+    }
+    return with_dim(dim, [&](auto d) -> py::object {
+        constexpr int D = decltype(d)::value;
+        if constexpr (cnf) {
+            return body(make_trace_system<T, D>(params, net, *trace));
+        } else {
+            MLP<T, D> sys;
+            sys.net = make_net<T>(params, net, D, false);
+            return body(sys);
+        }
+    });
+}
+
 void register_mlp(py::module_& m) {
     m.attr("MAX_MLP_DIM") = MAX_MLP_DIM;
     m.attr("MLP_MAX_WIDTH") = MLP_MAX_WIDTH;
@@ -338,14 +350,8 @@ void register_mlp(py::module_& m) {
                 using T = decltype(zero);
                 Array<T> y(y0), te(t_eval), p(params);
                 const int dim = state_dim(y, false);
-                if (!fits_compiled_dim(net, dim, false, 0)) {
-                    return solve_wide<T>(make_wide_system<T>(p, net, dim, nullptr), y, te,
-                                         dense, call);
-                }
-                return py::dict(with_dim(dim, [&](auto d) -> py::object {
-                    MLP<T, decltype(d)::value> sys;
-                    sys.net = make_net<T>(p, net, d, false);
-                    return solve_system<T>(sys, y, te, dense, call);
+                return py::dict(with_net_system<T>(p, net, dim, nullptr, [&](const auto& sys) {
+                    return py::object(solve_net<T>(sys, y, te, dense, call));
                 }));
             });
         },
@@ -363,13 +369,8 @@ void register_mlp(py::module_& m) {
                 const TraceArgs<T> tr{Array<T>(probes), n_probes, probe_scale,
                                       Array<T>(unit_trace), use_unit_trace};
                 const int dim = state_dim(y, true);
-                if (!fits_compiled_dim(net, dim, true, use_unit_trace ? 1 : n_probes)) {
-                    return solve_wide<T>(make_wide_system<T>(p, net, dim, &tr), y, te, dense,
-                                         call);
-                }
-                return py::dict(with_dim(dim, [&](auto d) -> py::object {
-                    const auto sys = make_trace_system<T, decltype(d)::value>(p, net, tr);
-                    return solve_system<T>(sys, y, te, dense, call);
+                return py::dict(with_net_system<T>(p, net, dim, &tr, [&](const auto& sys) {
+                    return py::object(solve_net<T>(sys, y, te, dense, call));
                 }));
             });
         },
@@ -384,16 +385,9 @@ void register_mlp(py::module_& m) {
                 using T = decltype(zero);
                 Array<T> ya(y), ta(t), p(params);
                 const int dim = state_dim(ya, false);
-                if (!fits_compiled_dim(net, dim, false, 0)) {
-                    const auto sys = make_wide_system<T>(p, net, dim, nullptr);
-                    return py::dict("dy"_a = eval_wide<T>(sys, ya, ta, threads));
-                }
-                return py::dict(
-                    "dy"_a = with_dim(dim, [&](auto d) -> py::object {
-                        MLP<T, decltype(d)::value> sys;
-                        sys.net = make_net<T>(p, net, d, false);
-                        return eval_system<T>(sys, ya, ta, threads);
-                    }));
+                return py::dict("dy"_a = with_net_system<T>(p, net, dim, nullptr, [&](const auto& sys) {
+                    return py::object(eval_net<T>(sys, ya, ta, threads));
+                }));
             });
         },
         "Evaluate the compiled MLP field f(t, y) for every row of y.", py::arg("y"),
@@ -411,15 +405,9 @@ void register_mlp(py::module_& m) {
                 const TraceArgs<T> tr{Array<T>(probes), n_probes, probe_scale,
                                       Array<T>(unit_trace), use_unit_trace};
                 const int dim = state_dim(ya, true);
-                if (!fits_compiled_dim(net, dim, true, use_unit_trace ? 1 : n_probes)) {
-                    const auto sys = make_wide_system<T>(p, net, dim, &tr);
-                    return py::dict("dy"_a = eval_wide<T>(sys, ya, ta, threads));
-                }
-                return py::dict(
-                    "dy"_a = with_dim(dim, [&](auto d) -> py::object {
-                        const auto sys = make_trace_system<T, decltype(d)::value>(p, net, tr);
-                        return eval_system<T>(sys, ya, ta, threads);
-                    }));
+                return py::dict("dy"_a = with_net_system<T>(p, net, dim, &tr, [&](const auto& sys) {
+                    return py::object(eval_net<T>(sys, ya, ta, threads));
+                }));
             });
         },
         "Evaluate the compiled CNF field (f, -trace) for every row of y.", py::arg("y"),
