@@ -64,6 +64,25 @@ struct LaneState {
         status[l] = why;
         active[l] = false;
     }
+
+    /// Puts lane l at t0 with SUCCESS, no steps taken and no outputs stored.
+    FASTODE_HD void start(int l, T t0) {
+        status[l] = SUCCESS;
+        active[l] = true;
+        t[l] = t0;
+        n_steps[l] = n_accepted[l] = n_rejected[l] = n_rhs[l] = 0;
+        n_written[l] = 0;
+    }
+
+    /// Copies lane l's status, final time and counters to trajectory n.
+    FASTODE_HD void store(int l, const Results<T>& res, index_t n) const {
+        res.status[n] = static_cast<signed char>(status[l]);
+        res.t_final[n] = t[l];
+        res.n_steps[n] = n_steps[l];
+        res.n_accepted[n] = n_accepted[l];
+        res.n_rejected[n] = n_rejected[l];
+        res.n_rhs[n] = n_rhs[l];
+    }
 };
 
 template <class T, int D, int W>
@@ -87,11 +106,7 @@ FASTODE_HD void start_block(const Problem<T>& prob, index_t first, int count,
     for (int l = 0; l < W; ++l) {
         const index_t n = lane_source(first, count, l);
         for (int i = 0; i < D; ++i) y(i, l) = prob.y0[n * D + i];
-        st.status[l] = SUCCESS;
-        st.active[l] = true;
-        st.t[l] = prob.t0;
-        st.n_steps[l] = st.n_accepted[l] = st.n_rejected[l] = st.n_rhs[l] = 0;
-        st.n_written[l] = 0;
+        st.start(l, prob.t0);
         if (!lane_is_finite(y, l)) st.fail(l, NON_FINITE);
     }
 }
@@ -141,6 +156,21 @@ FASTODE_HD void write_step_outputs(const Problem<T>& prob, const Results<T>& res
     }
 }
 
+/// Weights of the cubic Hermite interpolant at s in [0, 1] of a step of size
+/// h: y(s) = ya y(ta) + fa f(ta) + yb y(tb) + fb f(tb).
+template <class T>
+struct HermiteWeights {
+    T ya, fa, yb, fb;
+
+    FASTODE_HD FASTODE_INLINE HermiteWeights(T s, T h) {
+        const T s1 = T(1) - s;
+        ya = (T(1) + T(2) * s) * s1 * s1;
+        fa = s * s1 * s1 * h;
+        yb = s * s * (T(3) - T(2) * s);
+        fb = -s * s * s1 * h;
+    }
+};
+
 /// Stores the cubic Hermite interpolant on [ta, tb] of lane l at every pending
 /// output time up to tb: exact at both ends, with local error O(dt^4). Used by
 /// the fixed-step methods and bs3, whose natural interpolant it is.
@@ -151,13 +181,9 @@ FASTODE_HD void write_outputs(const Problem<T>& prob, const Results<T>& res, ind
                               const LaneVec<T, D, W>& fb, index_t& j) {
     const T h = tb - ta;
     write_step_outputs(prob, res, n, l, ta, tb, yb, j, [&](T s, T* out) {
-        const T s1 = T(1) - s;
-        const T h00 = (T(1) + T(2) * s) * s1 * s1;
-        const T h10 = s * s1 * s1 * h;
-        const T h01 = s * s * (T(3) - T(2) * s);
-        const T h11 = -s * s * s1 * h;
+        const HermiteWeights<T> w(s, h);
         for (int i = 0; i < D; ++i) {
-            out[i] = h00 * ya(i, l) + h10 * fa(i, l) + h01 * yb(i, l) + h11 * fb(i, l);
+            out[i] = w.ya * ya(i, l) + w.fa * fa(i, l) + w.yb * yb(i, l) + w.fb * fb(i, l);
         }
     });
 }
@@ -170,12 +196,7 @@ FASTODE_HD void finish_block(const Problem<T>& prob, const Results<T>& res, inde
                              const LaneState<T, W>& st) {
     for (int l = 0; l < count; ++l) {
         const index_t n = first + l;
-        res.status[n] = static_cast<signed char>(st.status[l]);
-        res.t_final[n] = st.t[l];
-        res.n_steps[n] = st.n_steps[l];
-        res.n_accepted[n] = st.n_accepted[l];
-        res.n_rejected[n] = st.n_rejected[l];
-        res.n_rhs[n] = st.n_rhs[l];
+        st.store(l, res, n);
         if (prob.n_eval == 0) {
             T* out = output_row<T, D>(prob, res, n, 0);
             for (int i = 0; i < D; ++i) out[i] = y(i, l);

@@ -156,11 +156,7 @@ void wide_start(const Problem<T>& prob, index_t first, int count, int dim, T* y,
     for (int l = 0; l < W; ++l) {
         const index_t n = lane_source(first, count, l);
         for (int i = 0; i < dim; ++i) y[std::size_t(i) * W + l] = prob.y0[n * dim + i];
-        st.status[l] = SUCCESS;
-        st.active[l] = true;
-        st.t[l] = prob.t0;
-        st.n_steps[l] = st.n_accepted[l] = st.n_rejected[l] = st.n_rhs[l] = 0;
-        st.n_written[l] = 0;
+        st.start(l, prob.t0);
         if (!wide_lane_is_finite<T, W>(y, dim, l)) st.fail(l, NON_FINITE);
     }
 }
@@ -202,14 +198,10 @@ void wide_write_hermite(const Problem<T>& prob, const Results<T>& res, int dim, 
                         const T* fb, index_t& j) {
     const T h = tb - ta;
     wide_write_step<T, W>(prob, res, dim, n, l, ta, tb, yb, j, [&](T s, T* out) {
-        const T s1 = T(1) - s;
-        const T h00 = (T(1) + T(2) * s) * s1 * s1;
-        const T h10 = s * s1 * s1 * h;
-        const T h01 = s * s * (T(3) - T(2) * s);
-        const T h11 = -s * s * s1 * h;
+        const HermiteWeights<T> w(s, h);
         for (int i = 0; i < dim; ++i) {
             const std::size_t e = std::size_t(i) * W + l;
-            out[i] = h00 * ya[e] + h10 * fa[e] + h01 * yb[e] + h11 * fb[e];
+            out[i] = w.ya * ya[e] + w.fa * fa[e] + w.yb * yb[e] + w.fb * fb[e];
         }
     });
 }
@@ -238,12 +230,7 @@ void wide_finish(const Problem<T>& prob, const Results<T>& res, index_t first, i
                  int dim, const T* y, const LaneState<T, W>& st) {
     for (int l = 0; l < count; ++l) {
         const index_t n = first + l;
-        res.status[n] = static_cast<signed char>(st.status[l]);
-        res.t_final[n] = st.t[l];
-        res.n_steps[n] = st.n_steps[l];
-        res.n_accepted[n] = st.n_accepted[l];
-        res.n_rejected[n] = st.n_rejected[l];
-        res.n_rhs[n] = st.n_rhs[l];
+        st.store(l, res, n);
         if (prob.n_eval == 0) {
             T* out = wide_output_row(prob, res, dim, n, 0);
             for (int i = 0; i < dim; ++i) out[i] = y[std::size_t(i) * W + l];
