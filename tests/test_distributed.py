@@ -17,6 +17,7 @@ from fastode import Status
 
 distributed = pytest.importorskip("distributed")
 import fastode.distributed  # noqa: E402
+from fastode._validation import check_call  # noqa: E402
 
 T_EVAL = np.linspace(0.0, 5.0, 11)
 
@@ -150,9 +151,11 @@ def test_job_survives_pickle():
     """Chunks travel to workers pickled; the core must accept what arrives."""
     system, y0 = oscillator_batch(40)
     local = fastode.solve(system, y0, (0.0, 1.0))
-    job, *_ = fastode.distributed._prepare(
-        system, y0, (0.0, 1.0), None, "dopri5", None, 1e-6, 1e-9, 1000, None, "i", 1, None
+    checked = check_call(
+        system, "dopri5", "adaptive", y0, (0.0, 1.0), None, None, 1e-6, 1e-9, 1000, None,
+        "i", 1
     )
+    job, _ = fastode.distributed._prepare(system, checked)
     out = pickle.loads(pickle.dumps(job.rows(10, 30))).run()
     np.testing.assert_array_equal(out["y"][:, 0, :], local.y[10:30])
 

@@ -93,21 +93,12 @@ def solve(
     ``KilledWorker``, which this function raises. Ctrl-C cancels the
     remaining tasks and returns the finished chunks, as `fastode.solve` does.
     """
-    job, layout, single, t_out = _prepare(
-        system,
-        y0,
-        t_span,
-        t_eval,
-        method,
-        dt,
-        rtol,
-        atol,
-        max_steps,
-        dtype,
-        controller,
-        threads,
-        adaptive,
-    )
+    _check_system(system)
+    method = check.check_method(method, system)
+    kind = check.check_adaptive(adaptive, method)
+    checked = check.check_call(system, method, kind, y0, t_span, t_eval, dt, rtol, atol,
+                               max_steps, dtype, controller, threads)
+    job, layout = _prepare(system, checked)
     chunk_size = _chunks.check_chunk_size(chunk_size)
     progress = _chunks.check_progress(progress)
     client = _get_client(client)
@@ -117,28 +108,13 @@ def solve(
         for start in range(0, layout.n, chunk_size)
     ]
     _gather(client, job, bounds, result, progress, layout.n)
-    method = check.check_method(method, system)
-    solution = _make_solution(result, t_out, job.dense, single, method)
-    _chunks.warn_if_stiff(solution.status, check.check_adaptive(adaptive, method), method)
+    solution = _make_solution(result, checked.t_solution, job.dense, checked.single, method)
+    _chunks.warn_if_stiff(solution.status, kind, method)
     return solution
 
 
-def _prepare(
-    system,
-    y0,
-    t_span,
-    t_eval,
-    method,
-    dt,
-    rtol,
-    atol,
-    max_steps,
-    dtype,
-    controller,
-    threads,
-    adaptive,
-):
-    """Check the arguments as `fastode.solve` does and build the C++ job."""
+def _check_system(system):
+    """Raise TypeError unless `system` is a built-in system the C++ core runs."""
     if not isinstance(system, System):
         msg = f"system must be a built-in fastode system, got {type(system).__name__}"
         raise TypeError(msg)
@@ -149,10 +125,10 @@ def _prepare(
             "fastode.ode runs on Numba, so call fastode.solve for it"
         )
         raise TypeError(msg)
-    method = check.check_method(method, system)
-    kind = check.check_adaptive(adaptive, method)
-    checked = check.check_call(system, method, kind, y0, t_span, t_eval, dt, rtol, atol,
-                               max_steps, dtype, controller, threads)
+
+
+def _prepare(system, checked: check.CheckedCall):
+    """Build the C++ job and the output layout from checked arguments."""
     n = checked.y0.shape[0]
     job = _chunks.CoreJob(
         system._kernel,
@@ -163,7 +139,7 @@ def _prepare(
         system._core_arguments(n, checked.dtype),
     )
     layout = _chunks._Layout(n, max(checked.t_core.shape[0], 1), system.dim, checked.dtype)
-    return job, layout, checked.single, checked.t_solution
+    return job, layout
 
 
 def _get_client(client):
