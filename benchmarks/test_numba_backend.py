@@ -19,22 +19,13 @@ import numpy as np
 import pytest
 
 import fastode
+from fastode._bench import _lorenz_rhs as lorenz
+from fastode._bench import _oscillator_rhs as oscillator
 
 numba = pytest.importorskip("numba")
 from fastode._numba import compile_report
 
 K, B = 4.0, 0.1
-
-
-def oscillator(t, y, dy, p):
-    dy[0] = y[1]
-    dy[1] = -p[0] * y[0] - p[1] * y[1]
-
-
-def lorenz(t, y, dy, p):
-    dy[0] = 10.0 * (y[1] - y[0])
-    dy[1] = y[0] * (p[0] - y[2]) - y[1]
-    dy[2] = y[0] * y[1] - 8.0 / 3.0 * y[2]
 
 
 def oscillator_case(n):
