@@ -229,18 +229,6 @@ def test_device_t_eval(fake_cupy):
     np.testing.assert_allclose(sol.y[0, :, 0], np.exp([-0.0, -0.5, -1.0]), rtol=1e-8)
 
 
-def test_empty_batch():
-    sol = fastode.solve(
-        fastode.Lorenz(),
-        np.zeros((0, 3)),
-        (0.0, 1.0),
-        t_eval=[0.0, 1.0],
-        backend="cupy",
-    )
-    assert sol.y.shape == (0, 2, 3)
-    assert sol.status.shape == (0,)
-
-
 def test_grid_covers_batch_larger_than_block():
     n = _pipeline.THREADS_PER_BLOCK * 2 + 5
     y0 = np.random.default_rng(5).standard_normal((n, 2))
