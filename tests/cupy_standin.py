@@ -254,6 +254,17 @@ class StandIn(types.SimpleNamespace):
         )
         self.get_default_memory_pool = lambda: types.SimpleNamespace(free_bytes=lambda: 0)
 
+    def __getattr__(self, name):
+        # Array functions (tanh, where, full, ...) fall back to NumPy, with
+        # results as device arrays, for code written against the array API.
+        function = getattr(np, name)
+
+        def on_device(*args, **kwargs):
+            result = function(*args, **kwargs)
+            return result.view(DeviceArray) if isinstance(result, np.ndarray) else result
+
+        return on_device
+
     def _alloc_pinned(self, n_bytes):
         self.pinned_allocations += 1
         # Garbage, so a value never copied in shows.

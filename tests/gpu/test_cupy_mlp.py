@@ -134,3 +134,27 @@ def test_mlp_device_y0_gives_device_results():
     assert isinstance(sol.y, cupy.ndarray)
     cpu = fastode.solve(mlp, cupy.asnumpy(y0), (0.0, 1.0), method="rk4", dt=0.02)
     np.testing.assert_allclose(cupy.asnumpy(sol.y), cpu.y, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("method", "activation"), [("rk4", "tanh"), ("tsit5", "softplus")])
+def test_wide_mlp_gpu_matches_cpu(method, activation, dtype):
+    """d = 32 with layers of 300 units runs batched (one matrix product per
+    layer); cuBLAS sums the products in another order than the core, so the
+    bound is a relative one per step, not a few ulps."""
+    rng = np.random.default_rng(12)
+    shapes = [(300, 33), (300, 300), (32, 300)]
+    # Weights scaled by 1 / sqrt(fan-in), as networks are initialised.
+    weights = [rng.standard_normal(shape) / np.sqrt(shape[1]) for shape in shapes]
+    biases = [0.1 * rng.standard_normal(shape[0]) for shape in shapes]
+    mlp = fastode.MLP(weights, biases, activation=activation, time_input=True)
+    y0 = np.random.default_rng(13).standard_normal((N, 32))
+    kwargs = {"method": method, "adaptive": False if method == "tsit5" else None,
+              "dt": 0.02, "dtype": dtype, "t_eval": np.linspace(0.0, 1.0, 5)}
+    cpu = fastode.solve(mlp, y0, (0.0, 1.0), backend="cpp", **kwargs)
+    gpu = fastode.solve(mlp, y0, (0.0, 1.0), backend="cupy", **kwargs)
+    assert np.array_equal(gpu.status, cpu.status)
+    tol = 1e-10 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(gpu.y, cpu.y, rtol=tol, atol=tol)
+    for stat in STATS:
+        assert np.array_equal(gpu.stats[stat], cpu.stats[stat]), stat

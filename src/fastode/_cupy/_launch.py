@@ -17,7 +17,7 @@ from .. import _chunks
 from .. import _validation as check
 from .._solution import Solution
 from .._systems import System, _per_trajectory
-from . import _pipeline
+from . import _batched, _pipeline
 from ._device import import_cupy, is_device_array, require_device
 from ._source import (
     LAYOUTS,
@@ -227,7 +227,9 @@ def solve_cupy(
     which `fastode.Linear` converts to NumPy when it is constructed.
     An `MLP` field runs with one thread per trajectory for d <= 8 and layers
     up to 256 wide; its weights, packed in the solve dtype, are uploaded once
-    per call and shared by every thread. Larger fields raise ValueError, and
+    per call and shared by every thread. A larger network runs with fixed
+    steps only, one matrix product per layer for the whole batch
+    (`fastode._cupy._batched`); adaptive methods raise ValueError for it, and
     CNF systems (`fastode.cnf`) TypeError. Each thread keeps two layer
     buffers sized for 256 units in local memory, whatever the network's
     widths: about 4.7 KB per thread in float64 and 2.4 KB in float32 (PTX
@@ -246,7 +248,8 @@ def solve_cupy(
     MemoryError
         When the result exceeds `max_memory`, or a device result the GPU.
     ValueError
-        For a `Linear` or `MLP` system too large for the GPU kernels.
+        For a `Linear` system too large for the GPU kernels, or adaptive steps
+        of an `MLP` too large for them.
     """
     if not isinstance(system, System):
         msg = (
@@ -256,7 +259,11 @@ def solve_cupy(
         raise TypeError(msg)
     method = check.check_method(method, system)
     kind = check.check_adaptive(adaptive, method)
-    key = system_key(system)
+    batched = _batched.needs_batching(system)
+    if batched:
+        _batched.check_method(kind, method, system)
+    else:
+        key = system_key(system)
     cupy = import_cupy()
     require_device(cupy)
 
@@ -276,6 +283,13 @@ def solve_cupy(
     controller_code = check.check_controller(controller)
     if threads is not None:
         check.check_threads(threads)
+    if batched:
+        call = {"method": check.kernel_method(method, kind), "t0": t0, "t1": t1, "dt": dt,
+                "max_steps": max_steps}
+        job = _batched.BatchedJob(cupy, system, y0_rows, t_eval, call)
+        return _solve_batched(cupy, job, y0_device is not None, single, method,
+                              max_memory=max_memory, out=out, progress=progress,
+                              chunk_size=chunk_size)
 
     n = y0_rows.shape[0]
     dense = t_eval is not None
@@ -325,6 +339,24 @@ def solve_cupy(
     status = cupy.asnumpy(result["status"]) if device_result else result["status"]
     _chunks.warn_if_stiff(status, kind, method)
     t = cupy.asarray(t_host) if device_result else t_host
+    return _solution(result, t, dense, single, method)
+
+
+def _solve_batched(cupy, job, on_device, single, method, **chunking) -> Solution:
+    """Run a wide MLP with `fastode._cupy._batched`: a device batch in one go
+    with device results, a host batch in chunks through `fastode._chunks`."""
+    dense = job.t_eval is not None
+    dtype = job.y0.dtype
+    t_host = job.t_eval if dense else np.array([job.call["t1"]], dtype=dtype)
+    device_result = on_device and chunking["out"] is None and chunking["chunk_size"] is None
+    if device_result:
+        result = job.launch(job.y0)
+        status, t = cupy.asnumpy(result["status"]), cupy.asarray(t_host)
+    else:
+        result = _chunks.run(job, len(t_host), job.mlp.dim, min_rows=_pipeline.GPU_MIN_CHUNK_ROWS,
+                             target_chunks=_pipeline.GPU_TARGET_CHUNKS, **chunking)
+        status, t = result["status"], t_host
+    _chunks.warn_if_stiff(status, "fixed", method)
     return _solution(result, t, dense, single, method)
 
 

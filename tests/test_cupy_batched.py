@@ -1,0 +1,175 @@
+"""Wide MLP fields (d > 8, or a layer wider than 256) on backend="cupy": the
+batched fixed-step path, run here with NumPy as the array namespace and
+compared with the C++ core, which steps the same grid one trajectory per lane.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cupy_standin import DeviceArray, StandIn
+
+import fastode
+from fastode import Status
+from fastode._cupy import _batched, _launch
+
+STATS = ("n_steps", "n_accepted", "n_rejected", "n_rhs")
+
+
+def wide_mlp(d=16, hidden=32, activation="tanh", time_input=False, scale=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    n_in = d + int(time_input)
+    weights = [scale * rng.standard_normal((hidden, n_in)), scale * rng.standard_normal((d, hidden))]
+    biases = [0.1 * rng.standard_normal(hidden), 0.1 * rng.standard_normal(d)]
+    return fastode.MLP(weights, biases, activation=activation, time_input=time_input)
+
+
+def batched(mlp, y0, t_span, t_eval=None, method="rk4", dt=0.01, max_steps=100_000,
+            adaptive=None):
+    """Run `_batched` with NumPy arrays, as `solve_cupy` runs it with CuPy's."""
+    kind = fastode._validation.check_adaptive(adaptive, method)
+    call = {"method": fastode._validation.kernel_method(method, kind), "t0": t_span[0],
+            "t1": t_span[1], "dt": dt, "max_steps": max_steps}
+    t_eval = None if t_eval is None else np.asarray(t_eval, dtype=y0.dtype)
+    return _batched.BatchedJob(np, mlp, y0, t_eval, call).launch(y0)
+
+
+def assert_matches_core(out, core, rtol):
+    np.testing.assert_allclose(out["y"], core.y if core.y.ndim == 3 else core.y[:, None],
+                               rtol=rtol, atol=rtol)
+    np.testing.assert_array_equal(out["status"], core.status)
+    np.testing.assert_array_equal(out["t_final"], core.t_final)
+    for stat in STATS:
+        np.testing.assert_array_equal(out[stat], core.stats[stat], err_msg=stat)
+
+
+@pytest.mark.parametrize(
+    ("method", "adaptive", "activation", "time_input"),
+    [("rk4", None, "tanh", False), ("euler", None, "relu", True),
+     ("heun", None, "softplus", False), ("tsit5", False, "sigmoid", True),
+     ("dopri5", False, "identity", False)],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_matches_core(method, adaptive, activation, time_input, dtype):
+    mlp = wide_mlp(d=12, hidden=40, activation=activation, time_input=time_input)
+    y0 = np.random.default_rng(1).standard_normal((37, 12)).astype(dtype)
+    t_eval = [0.0, 0.013, 0.5, 0.77, 1.0]
+    out = batched(mlp, y0, (0.0, 1.0), t_eval=t_eval, method=method, dt=0.03,
+                  adaptive=adaptive)
+    core = fastode.solve(mlp, y0, (0.0, 1.0), t_eval=t_eval, method=method, dt=0.03,
+                         adaptive=adaptive)
+    assert out["y"].dtype == dtype
+    assert_matches_core(out, core, rtol=1e-12 if dtype == np.float64 else 2e-5)
+
+
+def test_final_state_and_backward_span():
+    mlp = wide_mlp(d=10)
+    y0 = np.random.default_rng(2).standard_normal((20, 10))
+    out = batched(mlp, y0, (1.0, -0.5), dt=0.07)
+    core = fastode.solve(mlp, y0, (1.0, -0.5), method="rk4", dt=0.07)
+    assert_matches_core(out, core, rtol=1e-12)
+
+
+def test_linear_field_against_expm():
+    """One identity layer pair W2 W1 = A: y(t) = expm(A t) y0."""
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    rng = np.random.default_rng(3)
+    d = 20
+    w1 = rng.standard_normal((d, d)) / np.sqrt(d)
+    w2 = -np.eye(d) + 0.2 * rng.standard_normal((d, d)) / np.sqrt(d)
+    mlp = fastode.MLP([w1, w2], [np.zeros(d), np.zeros(d)], activation="identity")
+    y0 = rng.standard_normal((5, d))
+    out = batched(mlp, y0, (0.0, 1.0), method="tsit5", adaptive=False, dt=0.01)
+    exact = y0 @ scipy_linalg.expm(w2 @ w1).T
+    np.testing.assert_allclose(out["y"][:, 0], exact, rtol=1e-10, atol=1e-10)
+
+
+def test_non_finite_rows_stop_like_the_core():
+    """Rows that overflow stop at their last finite state; a NaN row never
+    starts; the other rows are untouched."""
+    d = 10
+    mlp = fastode.MLP([np.eye(d), 40.0 * np.eye(d)], [np.zeros(d), np.zeros(d)],
+                      activation="identity")
+    y0 = np.full((6, d), 1e-3)
+    y0[1] = 1e292
+    y0[3, 4] = np.nan
+    y0[4] = 1e300
+    t_eval = np.linspace(0.0, 1.0, 6)
+    # NumPy warns on the overflow that CuPy, like the core, lets through.
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = batched(mlp, y0, (0.0, 1.0), t_eval=t_eval, dt=0.01)
+    core = fastode.solve(mlp, y0, (0.0, 1.0), t_eval=t_eval, method="rk4", dt=0.01)
+    assert_matches_core(out, core, rtol=1e-12)
+    assert list(out["status"][[0, 1, 3]]) == [Status.SUCCESS, Status.NON_FINITE,
+                                               Status.NON_FINITE]
+
+
+def test_max_steps_like_the_core():
+    mlp = wide_mlp(d=9)
+    y0 = np.ones((3, 9))
+    out = batched(mlp, y0, (0.0, 1.0), t_eval=[0.0, 0.2, 1.0], dt=0.01, max_steps=30)
+    with pytest.warns(RuntimeWarning, match="max_steps"):
+        core = fastode.solve(mlp, y0, (0.0, 1.0), t_eval=[0.0, 0.2, 1.0], method="rk4",
+                             dt=0.01, max_steps=30)
+    assert_matches_core(out, core, rtol=1e-12)
+    assert np.all(out["status"] == Status.MAX_STEPS)
+
+
+def test_zero_length_span():
+    mlp = wide_mlp(d=9)
+    y0 = np.ones((2, 9))
+    out = batched(mlp, y0, (0.5, 0.5), dt=0.1)
+    np.testing.assert_array_equal(out["y"][:, 0], y0)
+    assert np.all(out["n_steps"] == 0)
+
+
+@pytest.mark.parametrize(
+    ("d", "hidden", "expected"), [(8, 256, False), (9, 16, True), (2, 257, True)]
+)
+def test_needs_batching(d, hidden, expected):
+    assert _batched.needs_batching(wide_mlp(d=d, hidden=hidden)) is expected
+
+
+# --- through fastode.solve(backend="cupy"), on the CuPy stand-in -------------------
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    fake = StandIn()
+    monkeypatch.setattr(_launch, "import_cupy", lambda: fake)
+    return fake
+
+
+def test_solve_host_batch_in_chunks(fake_cupy):
+    mlp = wide_mlp(d=16, hidden=300)
+    y0 = np.random.default_rng(4).standard_normal((50, 16))
+    kwargs = {"t_eval": [0.0, 0.5, 1.0], "method": "rk4", "dt": 0.05}
+    gpu = fastode.solve(mlp, y0, (0.0, 1.0), backend="cupy", chunk_size=16, **kwargs)
+    cpu = fastode.solve(mlp, y0, (0.0, 1.0), **kwargs)
+    assert type(gpu.y) is np.ndarray
+    np.testing.assert_allclose(gpu.y, cpu.y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(gpu.stats["n_rhs"], cpu.stats["n_rhs"])
+
+
+def test_solve_device_batch_stays_on_device(fake_cupy):
+    mlp = wide_mlp(d=16)
+    y0 = fake_cupy.asarray(np.random.default_rng(5).standard_normal((10, 16)))
+    sol = fastode.solve(mlp, y0, (0.0, 1.0), method="tsit5", adaptive=False, dt=0.1,
+                        backend="cupy")
+    assert isinstance(sol.y, DeviceArray)
+    cpu = fastode.solve(mlp, np.asarray(y0), (0.0, 1.0), method="tsit5", adaptive=False,
+                        dt=0.1)
+    np.testing.assert_allclose(sol.y, cpu.y, rtol=1e-12, atol=1e-12)
+
+
+def test_solve_refuses_adaptive_steps(fake_cupy):
+    with pytest.raises(ValueError, match=r"d = 16 .* fixed steps only.*adaptive=False"):
+        fastode.solve(wide_mlp(d=16), np.ones((2, 16)), (0.0, 1.0), method="dopri5",
+                      backend="cupy")
+
+
+def test_solve_cnf_still_refused(fake_cupy):
+    flow = fastode._neural._FlowSystem(wide_mlp(d=16), "exact", None)
+    with pytest.raises(TypeError, match="run on the C\+\+ core only"):
+        fastode.solve(flow, np.ones((2, 17)), (0.0, 1.0), method="rk4", dt=0.1,
+                      backend="cupy")
