@@ -1,19 +1,16 @@
 """Gradient flow, stability, linearization and the ODE-residual loss, checked
 against closed forms; plus a quick run of every example script."""
 
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.linalg
+from example_runner import EXAMPLES, run_example
 
 import fastode
 
 TIGHT = {"method": "dopri5", "rtol": 1e-12, "atol": 1e-12}
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def random_psd(rng, d, rank=None):
@@ -283,20 +280,7 @@ def test_regularized_loss():
 
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("[!_]*.py")))
 def test_example_runs(script, tmp_path):
-    # The script imports the fastode this test imported, from the source
-    # tree or from site-packages, and writes its plot into tmp_path.
-    package_root = str(Path(fastode.__file__).resolve().parent.parent)
-    env = dict(os.environ, FASTODE_EXAMPLE_DIR=str(tmp_path))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_example(script, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "error" in result.stdout
 

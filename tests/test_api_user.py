@@ -9,16 +9,15 @@ import os
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from example_runner import PACKAGE_ROOT, run_example
 
 import fastode
 from fastode import __main__ as cli
 
 TIGHT = {"method": "dopri5", "rtol": 1e-12, "atol": 1e-12}
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 # --- stability: tol and Q ------------------------------------------------------------
@@ -280,8 +279,7 @@ def test_examples_into_closed_pipe_are_quiet(tmp_path):
     scripts.mkdir()
     (scripts / "_plot.py").write_text("")
     (scripts / "talk.py").write_text("for i in range(20000):\n    print('max error', i)\n")
-    package_root = str(Path(fastode.__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=package_root)
+    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT)
     code = (
         "import sys, pathlib; from fastode import _examples, __main__; "
         f"_examples.examples_dir = lambda: pathlib.Path({str(scripts)!r}); "
@@ -328,18 +326,7 @@ def test_example_runs_without_scipy(script, tmp_path):
     stub = tmp_path / "stub" / "scipy"
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
-    package_root = str(Path(fastode.__file__).resolve().parent.parent)
-    env = dict(os.environ, FASTODE_EXAMPLE_DIR=str(tmp_path))
-    env["PYTHONPATH"] = os.pathsep.join([package_root, str(stub.parent)])
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_example(script, tmp_path, stub.parent)
     assert result.returncode == 0, result.stderr
     assert "error" in result.stdout
 

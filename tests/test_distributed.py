@@ -17,7 +17,7 @@ from fastode import Status
 
 distributed = pytest.importorskip("distributed")
 import fastode.distributed  # noqa: E402
-from fastode._validation import check_call  # noqa: E402
+from fastode._validation import check_call
 
 T_EVAL = np.linspace(0.0, 5.0, 11)
 
