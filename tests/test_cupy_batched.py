@@ -25,11 +25,12 @@ def wide_mlp(d=16, hidden=32, activation="tanh", time_input=False, scale=0.3, se
 
 
 def batched(mlp, y0, t_span, t_eval=None, method="rk4", dt=0.01, max_steps=100_000,
-            adaptive=None):
+            adaptive=None, rtol=1e-6, atol=1e-9, controller="i"):
     """Run `_batched` with NumPy arrays, as `solve_cupy` runs it with CuPy's."""
     kind = fastode._validation.check_adaptive(adaptive, method)
-    call = {"method": fastode._validation.kernel_method(method, kind), "t0": t_span[0],
-            "t1": t_span[1], "dt": dt, "max_steps": max_steps}
+    call = {"kind": kind, "method": fastode._validation.kernel_method(method, kind),
+            "t0": t_span[0], "t1": t_span[1], "dt": dt or 0.0, "rtol": rtol, "atol": atol,
+            "max_steps": max_steps, "controller": {"i": 0, "pi": 1}[controller]}
     t_eval = None if t_eval is None else np.asarray(t_eval, dtype=y0.dtype)
     return _batched.BatchedJob(np, mlp, y0, t_eval, call).launch(y0)
 
@@ -38,7 +39,9 @@ def assert_matches_core(out, core, rtol):
     np.testing.assert_allclose(out["y"], core.y if core.y.ndim == 3 else core.y[:, None],
                                rtol=rtol, atol=rtol)
     np.testing.assert_array_equal(out["status"], core.status)
-    np.testing.assert_array_equal(out["t_final"], core.t_final)
+    # Adaptive rows end on sums of step sizes, which the controller's power
+    # moves in the last digits.
+    np.testing.assert_allclose(out["t_final"], core.t_final, rtol=rtol, atol=0)
     for stat in STATS:
         np.testing.assert_array_equal(out[stat], core.stats[stat], err_msg=stat)
 
@@ -162,10 +165,14 @@ def test_solve_device_batch_stays_on_device(fake_cupy):
     np.testing.assert_allclose(sol.y, cpu.y, rtol=1e-12, atol=1e-12)
 
 
-def test_solve_refuses_adaptive_steps(fake_cupy):
-    with pytest.raises(ValueError, match=r"d = 16 .* fixed steps only.*adaptive=False"):
-        fastode.solve(wide_mlp(d=16), np.ones((2, 16)), (0.0, 1.0), method="dopri5",
-                      backend="cupy")
+def test_solve_adaptive_wide_mlp(fake_cupy):
+    mlp = wide_mlp(d=16)
+    y0 = np.random.default_rng(6).standard_normal((30, 16))
+    kwargs = {"method": "dopri5", "rtol": 1e-8, "atol": 1e-10, "t_eval": [0.0, 0.4, 1.0]}
+    gpu = fastode.solve(mlp, y0, (0.0, 1.0), backend="cupy", chunk_size=8, **kwargs)
+    cpu = fastode.solve(mlp, y0, (0.0, 1.0), **kwargs)
+    np.testing.assert_allclose(gpu.y, cpu.y, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(gpu.stats["n_steps"], cpu.stats["n_steps"])
 
 
 def test_solve_cnf_still_refused(fake_cupy):
@@ -173,3 +180,66 @@ def test_solve_cnf_still_refused(fake_cupy):
     with pytest.raises(TypeError, match="run on the C\+\+ core only"):
         fastode.solve(flow, np.ones((2, 17)), (0.0, 1.0), method="rk4", dt=0.1,
                       backend="cupy")
+
+
+# --- adaptive steps -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "controller", "activation", "time_input"),
+    [("dopri5", "i", "tanh", False), ("tsit5", "pi", "softplus", True),
+     ("bs3", "i", "sigmoid", True)],
+)
+@pytest.mark.parametrize("dense", [False, True])
+def test_adaptive_matches_core(method, controller, activation, time_input, dense):
+    """Same steps as the core (the controller's power differs by ~1e-9, which
+    moves no decision here), states to rounding, every output time."""
+    mlp = wide_mlp(d=12, hidden=40, activation=activation, time_input=time_input)
+    y0 = np.random.default_rng(7).standard_normal((25, 12))
+    t_eval = np.linspace(0.0, 2.0, 9) if dense else None
+    options = {"method": method, "rtol": 1e-7, "atol": 1e-9, "controller": controller,
+               "t_eval": t_eval}
+    out = batched(mlp, y0, (0.0, 2.0), dt=None, **options)
+    core = fastode.solve(mlp, y0, (0.0, 2.0), **options)
+    assert_matches_core(out, core, rtol=1e-9)
+
+
+def test_adaptive_backward_float32_with_first_step():
+    mlp = wide_mlp(d=10)
+    y0 = np.random.default_rng(8).standard_normal((15, 10)).astype(np.float32)
+    options = {"method": "tsit5", "rtol": 1e-4, "atol": 1e-6, "t_eval": [1.0, 0.3, -1.0]}
+    out = batched(mlp, y0, (1.0, -1.0), dt=0.05, **options)
+    core = fastode.solve(mlp, y0, (1.0, -1.0), dt=0.05, **options)
+    assert out["y"].dtype == np.float32
+    np.testing.assert_allclose(out["y"], core.y, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(out["status"], core.status)
+
+
+def test_adaptive_failures_like_the_core():
+    """Overflow (NON_FINITE), a NaN row, max_steps and a healthy row together."""
+    d = 10
+    mlp = fastode.MLP([np.eye(d), 40.0 * np.eye(d)], [np.zeros(d), np.zeros(d)],
+                      activation="identity")
+    y0 = np.full((4, d), 1e-3)
+    y0[1] = 1e292
+    y0[2, 0] = np.nan
+    options = {"method": "dopri5", "rtol": 1e-6, "atol": 1e-9, "t_eval": [0.0, 0.5, 1.0]}
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = batched(mlp, y0, (0.0, 1.0), dt=None, **options)
+    core = fastode.solve(mlp, y0, (0.0, 1.0), **options)
+    healthy = [0, 2, 3]
+    np.testing.assert_allclose(out["y"][healthy], core.y[healthy], rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(out["n_steps"][healthy], core.stats["n_steps"][healthy])
+    np.testing.assert_array_equal(out["status"], core.status)
+    assert list(out["status"][:3]) == [Status.SUCCESS, Status.NON_FINITE, Status.NON_FINITE]
+    # Row 1 grows as 1e292 e^(40 t) and overflows near t = 0.4 ln(1.8e16) / 16
+    # ~ 0.8; where exactly depends on the order of the overflowing products.
+    for result in (out["t_final"][1], core.t_final[1]):
+        assert 0.7 < result < 0.9
+    assert np.isfinite(out["y"][1, 1]).all() and np.isnan(out["y"][1, 2]).all()
+
+    with pytest.warns(fastode.StiffnessWarning):
+        core = fastode.solve(mlp, y0[:1], (0.0, 1.0), max_steps=5, **options)
+    out = batched(mlp, y0[:1], (0.0, 1.0), dt=None, max_steps=5, **options)
+    assert_matches_core(out, core, rtol=1e-9)
+    assert out["status"][0] == Status.MAX_STEPS

@@ -1,17 +1,17 @@
 """MLP fields too large for the one-thread-per-trajectory kernels (d > 8, or a
-layer wider than 256 units) on the GPU, with fixed steps.
+layer wider than 256 units) on the GPU.
 
 Every stage evaluates the network for the whole batch at once, one matrix
 product per layer (cuBLAS through CuPy), so each weight is read once per
-stage for all trajectories instead of once per thread. All trajectories share
-the time grid of a fixed-step run, which is what makes this batching exact;
-adaptive steps would need a step size per row and are left to the C++ core.
+stage for all trajectories instead of once per thread. Fixed steps share one
+time grid. Adaptive steps give each row its own t and dt, and masks keep the
+rows that are rejected, finished or failed, as the core's lanes do.
 
 The code is written against an array namespace ``xp`` (CuPy on the GPU), so
 the tests run it with NumPy and compare it with the core. It keeps the core's
-fixed-step semantics: the same time grid, evaluation counts, cubic Hermite
-dense output, and a row that turns non-finite stops at its last finite state
-with status NON_FINITE while the other rows go on.
+semantics: the time grid, the controller, evaluation counts, dense output,
+and a row that turns non-finite stops at its last finite state with status
+NON_FINITE while the other rows go on.
 
 NOTE: this path has not run on a GPU yet; its speed there is unmeasured.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import _core
+from .. import _controller, _core
 from .._grid import fixed_step_count, fixed_step_time
 from .._solution import Status
 from . import _source
@@ -40,18 +40,6 @@ def needs_batching(system) -> bool:
     return system.dim > _source.MAX_MLP_DIM or widest > _core.MLP_MAX_WIDTH
 
 
-def check_method(kind: str, method: str, system) -> None:
-    """Refuse adaptive steps, which this path does not take."""
-    if kind == "fixed":
-        return
-    msg = (
-        f"backend='cupy' runs an MLP with d = {system.dim} and widths {system.widths} "
-        f"with fixed steps only, got method={method!r} with adaptive steps; pass "
-        "adaptive=False and dt, a fixed-step method such as rk4, or backend='cpp'"
-    )
-    raise ValueError(msg)
-
-
 class NetworkField:
     """f(t, Y) of an MLP for a batch Y of shape (N, d), in the dtype of Y."""
 
@@ -67,9 +55,11 @@ class NetworkField:
         self.time_input = mlp.time_input
 
     def __call__(self, t, y):
+        """f at time t (a scalar, or one time per row) for every row of y."""
         x = y
         if self.time_input:
-            column = self.xp.full((y.shape[0], 1), t, dtype=y.dtype)
+            times = self.xp.asarray(t, dtype=y.dtype).reshape(-1, 1)
+            column = self.xp.zeros((y.shape[0], 1), dtype=y.dtype) + times
             x = self.xp.concatenate([y, column], axis=1)
         for w, b in self.layers[:-1]:
             x = self._activate(x @ w + b)
@@ -91,20 +81,43 @@ class NetworkField:
 
 @dataclass(frozen=True)
 class Tableau:
-    """The stages of an explicit Runge-Kutta method, from `fastode._core`."""
+    """The stages of an explicit Runge-Kutta method, from `fastode._core`.
+
+    ``b_err`` and ``error_order`` are set for embedded pairs, and ``dense``
+    for those with an interpolant of their own: ``dense[j, m]`` is the
+    coefficient of theta^(m+1) in the weight b_j(theta) of stage j.
+    """
 
     a: np.ndarray
     b: np.ndarray
     c: np.ndarray
+    b_err: np.ndarray | None = None
+    error_order: int = 0
+    dense: np.ndarray | None = None
 
     @classmethod
     def of(cls, kernel_method: str, dtype) -> Tableau:
         table = _core.tableaus()[kernel_method]
-        return cls(*(np.asarray(table[key], dtype=dtype) for key in ("a", "b", "c")))
+        a, b, c = (np.asarray(table[key], dtype=dtype) for key in ("a", "b", "c"))
+        if "b_err" not in table:
+            return cls(a, b, c)
+        dense = _dense_coefficients(kernel_method, dtype)
+        return cls(a, b, c, np.asarray(table["b_err"], dtype=dtype), table["error_order"], dense)
 
     @property
     def stages(self) -> int:
         return len(self.b)
+
+
+def _dense_coefficients(method: str, dtype) -> np.ndarray | None:
+    """Polynomial coefficients of the core's dense-output weights: b_j(theta)
+    has degree 4 and no constant term, so its values at four nodes fix them."""
+    if method not in ("dopri5", "tsit5"):
+        return None
+    theta = np.array([0.25, 0.5, 0.75, 1.0])
+    values = np.array(_core.dense_weights(method, theta.tolist()))
+    powers = theta[:, None] ** np.arange(1, 5)
+    return np.linalg.solve(powers, values).T.astype(dtype)
 
 
 def rk_step(field, tableau: Tableau, t, h, y):
@@ -127,7 +140,7 @@ def _weighted(weights, k):
 
 
 def _hermite(s, h, ya, fa, yb, fb):
-    """The cubic Hermite interpolant at s in [0, 1] of a step of size h."""
+    """Evaluate the cubic Hermite interpolant at s in [0, 1] of a step of size h."""
     s1 = 1 - s
     weights = ((1 + 2 * s) * s1 * s1, s * s1 * s1 * h, s * s * (3 - 2 * s), -s * s * s1 * h)
     return weights[0] * ya + weights[1] * fa + weights[2] * yb + weights[3] * fb
@@ -244,6 +257,229 @@ def _finish(xp, rows: _Rows, y, y_out, times, steps, evals, n, grid) -> dict:
     }
 
 
+# --- adaptive steps ------------------------------------------------------------------
+
+
+def embedded_step(field, tableau: Tableau, t, h, y, rtol, atol):
+    """Take one step of an embedded pair for every row, each with its own t and h.
+
+    Returns y1, every stage k (k[-1] = f(t + h, y1), as the pairs are FSAL)
+    and the RMS error norm of each row, NaN for a row whose y1 is not finite.
+    """
+    xp = field.xp
+    column = xp.reshape(h, (-1, 1))
+    k = [None] * tableau.stages
+    k[0] = field(t, y)
+    for s in range(1, tableau.stages):
+        ys = y + column * _weighted(tableau.a[s, :s], k[:s])
+        k[s] = field(t + tableau.c[s] * h, ys)
+    y1 = y + column * _weighted(tableau.b, k)
+    scale = atol + rtol * xp.maximum(xp.abs(y), xp.abs(y1))
+    ratio = column * _weighted(tableau.b_err, k) / scale
+    # y1 - y1 is NaN where y1 is not finite, so such a step is never accepted.
+    norm = xp.sqrt(xp.mean(ratio * ratio + (y1 - y1), axis=1))
+    return y1, k, norm
+
+
+def initial_step(field, tableau: Tableau, y, f0, problem):
+    """Hairer, Norsett and Wanner's first step guess (Solving ODEs I, II.4)
+    for every row, at most the span; costs one evaluation of f."""
+    xp = field.xp
+    t0, t1, rtol, atol = problem["t0"], problem["t1"], problem["rtol"], problem["atol"]
+    direction, span = (1.0 if t1 >= t0 else -1.0), abs(t1 - t0)
+    scale = atol + rtol * xp.abs(y)
+
+    def rms(values):
+        return xp.sqrt(xp.mean(values * values, axis=1))
+
+    d0, d1 = rms(y / scale), rms(f0 / scale)
+    h0 = xp.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1).astype(y.dtype)
+    h0 = xp.minimum(h0, span)
+    f1 = field(t0 + direction * h0, y + xp.reshape(direction * h0, (-1, 1)) * f0)
+    d12 = xp.maximum(d1, rms((f1 - f0) / scale) / h0)
+    exponent = 1.0 / (tableau.error_order + 1)
+    h1 = xp.where(d12 <= 1e-15, xp.maximum(1e-6, h0 * 1e-3), (0.01 / d12) ** exponent)
+    return (direction * xp.minimum(xp.minimum(100 * h0, h1), span)).astype(y.dtype)
+
+
+@dataclass
+class _Lanes:
+    """Per-row state of an adaptive run, as device arrays."""
+
+    active: object
+    status: object
+    t: object
+    dt: object
+    err_prev: object
+    rejected_last: object
+    n_steps: object
+    n_accepted: object
+    n_rejected: object
+    n_rhs: object
+    written: object
+
+
+def integrate_adaptive(xp, field, tableau: Tableau, y0, t_eval, problem) -> dict:
+    """Integrate every row of y0 with its own step size; return the core's
+    output dict. ``problem`` contains t0, t1, dt (0 picks the first step), rtol,
+    atol, max_steps and controller."""
+    dtype = y0.dtype
+    real = dtype.type
+    t0, t1 = real(problem["t0"]), real(problem["t1"])
+    times = np.array([] if t_eval is None else t_eval, dtype=dtype)
+    y = y0.copy()
+    y_out = xp.full((y.shape[0], max(len(times), 1), y.shape[1]), np.nan, dtype=dtype)
+    lanes = _start_lanes(xp, y, t0, t1)
+    at_start = int(np.sum(times == t0))
+    y_out[:, :at_start] = y[:, None, :]
+    lanes.written[:] = at_start
+
+    with np.errstate(all="ignore"):
+        if bool(lanes.active.any()):
+            k0 = _first_derivative(xp, field, lanes, y)
+            lanes.dt = _first_dt(xp, field, tableau, y, k0, lanes, problem)
+            _run_steps(xp, field, tableau, y, k0, lanes, problem, (times, y_out))
+    return _finish_adaptive(xp, lanes, y, y_out, len(times))
+
+
+def _start_lanes(xp, y, t0, t1) -> _Lanes:
+    n_rows, dtype = y.shape[0], y.dtype
+    finite = xp.all(xp.isfinite(y), axis=1)
+    counters = [xp.zeros(n_rows, dtype=np.int64) for _ in range(5)]
+    return _Lanes(
+        active=finite & (t1 != t0),
+        status=xp.where(finite, int(Status.SUCCESS), int(Status.NON_FINITE)).astype(np.int8),
+        t=xp.full(n_rows, t0, dtype=dtype),
+        dt=xp.zeros(n_rows, dtype=dtype),
+        err_prev=xp.full(n_rows, _controller.ERR_PREV_MIN, dtype=dtype),
+        rejected_last=xp.zeros(n_rows, dtype=bool),
+        n_steps=counters[0], n_accepted=counters[1], n_rejected=counters[2],
+        n_rhs=counters[3], written=counters[4],
+    )
+
+
+def _first_derivative(xp, field, lanes: _Lanes, y):
+    """f(t0, y); a row whose derivative is not finite fails before its first
+    step, because a smaller step cannot help it."""
+    k0 = field(lanes.t, y)
+    lanes.n_rhs += lanes.active
+    bad = lanes.active & ~xp.all(xp.isfinite(k0), axis=1)
+    lanes.status[bad] = int(Status.NON_FINITE)
+    lanes.active &= ~bad
+    return k0
+
+
+def _first_dt(xp, field, tableau, y, k0, lanes: _Lanes, problem):
+    t0, t1, dt = problem["t0"], problem["t1"], problem["dt"]
+    direction, span = (1.0 if t1 >= t0 else -1.0), abs(t1 - t0)
+    if dt > 0:
+        return xp.full(y.shape[0], direction * min(dt, span), dtype=y.dtype)
+    lanes.n_rhs += lanes.active
+    return initial_step(field, tableau, y, k0, problem)
+
+
+def _run_steps(xp, field, tableau, y, k0, lanes: _Lanes, problem, outputs) -> None:
+    """Attempt steps until every row has finished or failed; y is updated in place."""
+    t1, max_steps = y.dtype.type(problem["t1"]), problem["max_steps"]
+    forward = t1 >= y.dtype.type(problem["t0"])
+    direction = 1 if forward else -1
+    while bool(lanes.active.any()):
+        past = direction * (lanes.t + lanes.dt - t1) >= 0
+        dt_try = xp.where(past, t1 - lanes.t, lanes.dt)
+        y1, k, norm = embedded_step(field, tableau, lanes.t, dt_try, y, problem["rtol"],
+                                    problem["atol"])
+        lanes.n_rhs += lanes.active * (tableau.stages - 1)
+
+        ok = norm <= 1
+        t_new = xp.where(past, t1, lanes.t + dt_try)
+        factor = _controller.step_factor(xp, norm, tableau.error_order, problem["controller"],
+                                         lanes.err_prev, lanes.rejected_last)
+        factor = xp.where(ok, factor, xp.minimum(factor, 1))
+        accepted, rejected = lanes.active & ok, lanes.active & ~ok
+        finished = accepted & past
+
+        _write_outputs(xp, tableau, lanes, accepted, t_new, (y, k0, y1, k), outputs, forward)
+        y[...] = xp.where(accepted[:, None], y1, y)
+        k0[...] = xp.where(accepted[:, None], k[-1], k0)
+
+        lanes.n_steps += lanes.active
+        lanes.n_accepted += accepted
+        lanes.n_rejected += rejected
+        lanes.t = xp.where(accepted, t_new, lanes.t)
+        lanes.dt = xp.where(lanes.active & ~finished, dt_try * factor, lanes.dt)
+        lanes.err_prev = xp.where(accepted, xp.maximum(norm, _controller.ERR_PREV_MIN),
+                                  lanes.err_prev)
+        lanes.rejected_last = xp.where(lanes.active, rejected, lanes.rejected_last)
+        _stop_lanes(xp, lanes, finished, norm, max_steps)
+
+
+def _stop_lanes(xp, lanes: _Lanes, finished, norm, max_steps) -> None:
+    """End the rows that reached t1, whose step underflowed or that used up
+    max_steps, in that order of precedence, as the core does."""
+    lanes.active &= ~finished
+    too_small = lanes.active & ~(xp.abs(lanes.dt) >= _controller.min_step(xp, lanes.t))
+    why = xp.where(norm == norm, int(Status.STEP_TOO_SMALL), int(Status.NON_FINITE))
+    lanes.status[too_small] = why[too_small].astype(np.int8)
+    lanes.active &= ~too_small
+    out_of_steps = lanes.active & (lanes.n_steps >= max_steps)
+    lanes.status[out_of_steps] = int(Status.MAX_STEPS)
+    lanes.active &= ~out_of_steps
+
+
+def _write_outputs(xp, tableau, lanes: _Lanes, accepted, t_new, step, outputs, forward):
+    """Store every output time that an accepted step passed, for each row:
+    the pair's own interpolant (dopri5, tsit5) or the cubic Hermite one."""
+    times, y_out = outputs
+    if not len(times):
+        return
+    y, k0, y1, k = step
+    # One time past the end stands for "no output left", so indexing needs no branch.
+    beyond = times[-1] + (1 if forward else -1) * (1 + abs(times[-1]))
+    times_dev = xp.asarray(np.append(times, beyond).astype(times.dtype))
+    while True:
+        t_out = times_dev[lanes.written]
+        due = accepted & ((t_out <= t_new) if forward else (t_out >= t_new))
+        if not bool(due.any()):
+            return
+        rows = xp.nonzero(due)[0]
+        ta, tb, tj = lanes.t[rows], t_new[rows], t_out[rows]
+        h = xp.reshape(tb - ta, (-1, 1))
+        theta = xp.reshape((tj - ta) / (tb - ta), (-1, 1))
+        if tableau.dense is not None:
+            weights = [theta * _horner(theta, c) for c in tableau.dense]
+            value = y[rows] + h * sum(w * kj[rows] for w, kj in zip(weights, k))
+        else:
+            value = _hermite(theta, h, y[rows], k0[rows], y1[rows], k[-1][rows])
+        value = xp.where(xp.reshape(tj == tb, (-1, 1)), y1[rows], value)
+        y_out[rows, lanes.written[rows]] = value
+        lanes.written[rows] += 1
+
+
+def _horner(theta, coefficients):
+    """c_0 + theta (c_1 + theta (c_2 + theta c_3))."""
+    total = coefficients[-1]
+    for c in coefficients[-2::-1]:
+        total = c + theta * total
+    return total
+
+
+def _finish_adaptive(xp, lanes: _Lanes, y, y_out, n_times) -> dict:
+    if n_times:
+        unreached = xp.arange(n_times)[None, :] >= lanes.written[:, None]
+        y_out[unreached] = np.nan
+    else:
+        y_out[:, 0] = y
+    return {
+        "y": y_out,
+        "t_final": lanes.t,
+        "status": lanes.status,
+        "n_steps": lanes.n_steps,
+        "n_accepted": lanes.n_accepted,
+        "n_rejected": lanes.n_rejected,
+        "n_rhs": lanes.n_rhs,
+    }
+
+
 @dataclass(frozen=True)
 class BatchedJob:
     """A wide-MLP run, sliceable by rows for `fastode._chunks.run`."""
@@ -252,7 +488,7 @@ class BatchedJob:
     mlp: object
     y0: object  # host or device rows
     t_eval: np.ndarray | None
-    call: dict  # kernel method, t0, t1, dt, max_steps
+    call: dict  # kind, kernel method, t0, t1, dt, rtol, atol, max_steps, controller
 
     @property
     def n(self) -> int:
@@ -270,5 +506,7 @@ class BatchedJob:
         call = self.call
         field = NetworkField(self.xp, self.mlp, y0_device.dtype)
         tableau = Tableau.of(call["method"], y0_device.dtype)
+        if call["kind"] == "adaptive":
+            return integrate_adaptive(self.xp, field, tableau, y0_device, self.t_eval, call)
         return integrate_fixed(self.xp, field, tableau, y0_device, self.t_eval, call["t0"],
                                call["t1"], call["dt"], call["max_steps"])

@@ -227,10 +227,9 @@ def solve_cupy(
     which `fastode.Linear` converts to NumPy when it is constructed.
     An `MLP` field runs with one thread per trajectory for d <= 8 and layers
     up to 256 wide; its weights, packed in the solve dtype, are uploaded once
-    per call and shared by every thread. A larger network runs with fixed
-    steps only, one matrix product per layer for the whole batch
-    (`fastode._cupy._batched`); adaptive methods raise ValueError for it, and
-    CNF systems (`fastode.cnf`) TypeError. Each thread keeps two layer
+    per call and shared by every thread. A larger network runs as one matrix
+    product per layer for the whole batch (`fastode._cupy._batched`), and
+    CNF systems (`fastode.cnf`) raise TypeError. Each thread keeps two layer
     buffers sized for 256 units in local memory, whatever the network's
     widths: about 4.7 KB per thread in float64 and 2.4 KB in float32 (PTX
     of the d = 8 dopri5 and tsit5 kernels, NVRTC from cuda-bindings).
@@ -248,8 +247,7 @@ def solve_cupy(
     MemoryError
         When the result exceeds `max_memory`, or a device result the GPU.
     ValueError
-        For a `Linear` system too large for the GPU kernels, or adaptive steps
-        of an `MLP` too large for them.
+        For a `Linear` system too large for the GPU kernels.
     """
     if not isinstance(system, System):
         msg = (
@@ -260,9 +258,7 @@ def solve_cupy(
     method = check.check_method(method, system)
     kind = check.check_adaptive(adaptive, method)
     batched = _batched.needs_batching(system)
-    if batched:
-        _batched.check_method(kind, method, system)
-    else:
+    if not batched:
         key = system_key(system)
     cupy = import_cupy()
     require_device(cupy)
@@ -284,8 +280,9 @@ def solve_cupy(
     if threads is not None:
         check.check_threads(threads)
     if batched:
-        call = {"method": check.kernel_method(method, kind), "t0": t0, "t1": t1, "dt": dt,
-                "max_steps": max_steps}
+        call = {"kind": kind, "method": check.kernel_method(method, kind), "t0": t0, "t1": t1,
+                "dt": dt, "rtol": rtol, "atol": atol, "max_steps": max_steps,
+                "controller": controller_code}
         job = _batched.BatchedJob(cupy, system, y0_rows, t_eval, call)
         return _solve_batched(cupy, job, y0_device is not None, single, method,
                               max_memory=max_memory, out=out, progress=progress,
@@ -356,7 +353,7 @@ def _solve_batched(cupy, job, on_device, single, method, **chunking) -> Solution
         result = _chunks.run(job, len(t_host), job.mlp.dim, min_rows=_pipeline.GPU_MIN_CHUNK_ROWS,
                              target_chunks=_pipeline.GPU_TARGET_CHUNKS, **chunking)
         status, t = result["status"], t_host
-    _chunks.warn_if_stiff(status, "fixed", method)
+    _chunks.warn_if_stiff(status, job.call["kind"], method)
     return _solution(result, t, dense, single, method)
 
 
