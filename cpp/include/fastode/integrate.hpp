@@ -705,6 +705,30 @@ FASTODE_HD FASTODE_INLINE T next_output_time(const Problem<T>& prob, index_t j) 
     return prob.t1 + prob.direction() * (T(1) + math::fabs(prob.t1 - prob.t0));
 }
 
+/// Resets the step-size controller's memory of every lane and looks up its
+/// next output time, before the first step.
+template <class T, int W>
+FASTODE_HD FASTODE_INLINE void start_controller(const Problem<T>& prob,
+                                                const LaneState<T, W>& st, T* err_prev,
+                                                int* rejected_last, T* t_out) {
+    for (int l = 0; l < W; ++l) {
+        err_prev[l] = T(ERR_PREV_MIN);
+        rejected_last[l] = false;
+        t_out[l] = next_output_time(prob, st.n_written[l]);
+    }
+}
+
+/// Sets dt_try to dt, shortened where needed so that no stage of the step is
+/// evaluated past t1.
+template <class T, int W>
+FASTODE_HD FASTODE_INLINE void clip_to_end(const Problem<T>& prob, const LaneState<T, W>& st,
+                                           T direction, const T* dt, T* dt_try) {
+    for (int l = 0; l < W; ++l) {
+        const bool past = direction * (st.t[l] + dt[l] - prob.t1) >= T(0);
+        dt_try[l] = past ? prob.t1 - st.t[l] : dt[l];
+    }
+}
+
 /// Outcome of one attempted step of every lane, decided without branches.
 template <class T, int W>
 struct StepDecision {
@@ -832,19 +856,11 @@ FASTODE_HD void adaptive_block(const Sys& sys, const Problem<T>& prob,
         initial_step<Tab>(lanes, prob, y, k0, y1, k_last, dt);
         st.count_rhs(1);
     }
-    for (int l = 0; l < W; ++l) {
-        err_prev[l] = T(ERR_PREV_MIN);
-        rejected_last[l] = false;
-        t_out[l] = next_output_time(prob, st.n_written[l]);
-    }
+    start_controller(prob, st, err_prev, rejected_last, t_out);
 
     StepDecision<T, W> d;
     while (st.any_active()) {
-        // Clip the step so that no stage is evaluated past t1.
-        for (int l = 0; l < W; ++l) {
-            const bool past = direction * (st.t[l] + dt[l] - prob.t1) >= T(0);
-            dt_try[l] = past ? prob.t1 - st.t[l] : dt[l];
-        }
+        clip_to_end(prob, st, direction, dt, dt_try);
         if (store_stages) {
             embedded_step<Tab, true>(lanes, prob, st.t, dt_try, y, k0, y1, k_last, norm, k_all);
         } else {

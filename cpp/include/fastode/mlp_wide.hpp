@@ -521,19 +521,12 @@ void wide_adaptive_block(const Sys& sys, const Problem<T>& prob, const Results<T
                                                       dt);
         st.count_rhs(1);
     }
-    for (int l = 0; l < W; ++l) {
-        err_prev[l] = T(ERR_PREV_MIN);
-        rejected_last[l] = false;
-        t_out[l] = next_output_time(prob, st.n_written[l]);
-    }
+    start_controller(prob, st, err_prev, rejected_last, t_out);
 
     const std::size_t n_values = std::size_t(dim) * W;
     StepDecision<T, W> d;
     while (st.any_active()) {
-        for (int l = 0; l < W; ++l) {
-            const bool past = direction * (st.t[l] + dt[l] - prob.t1) >= T(0);
-            dt_try[l] = past ? prob.t1 - st.t[l] : dt[l];
-        }
+        clip_to_end(prob, st, direction, dt, dt_try);
         wide_rk_stages<Tab>(lanes, st.t, dt_try, y, k, y1);
         wide_error_norm<Tab>(prob, dt_try, y, k, y1, norm);
         st.count_rhs(S - 1);
