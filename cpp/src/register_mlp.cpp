@@ -47,6 +47,21 @@ inline bool fits_compiled_dim(const NetArgs& args, int dim, bool trace, int n_pr
     return !trace || (hidden_total <= MLP_MAX_HIDDEN_TOTAL && n_probes <= MLP_MAX_PROBES);
 }
 
+/// The trace arguments every CNF binding takes after the network's, and the
+/// TraceArgs<T> built from them.
+#define FASTODE_TRACE_PARAMS                                                   \
+    const py::array &probes, int n_probes, double probe_scale,                 \
+        const py::array &unit_trace, bool use_unit_trace
+
+#define FASTODE_TRACE_ARGS                                                      \
+    py::arg("probes"), py::arg("n_probes"), py::arg("probe_scale"),             \
+        py::arg("unit_trace"), py::arg("use_unit_trace")
+
+#define FASTODE_TRACE(T)                                                        \
+    TraceArgs<T> {                                                              \
+        Array<T>(probes), n_probes, probe_scale, Array<T>(unit_trace), use_unit_trace \
+    }
+
 /// Checks the layer widths and the weight count against the state dimension,
 /// so a malformed call fails here and never reads past a buffer. `max_width`
 /// bounds every layer's output width; `trace` adds the bound on the hidden
@@ -359,23 +374,20 @@ void register_mlp(py::module_& m) {
 
     m.def(
         "solve_mlp_cnf",
-        [](FASTODE_CALL_PARAMS, FASTODE_NET_PARAMS, const py::array& probes, int n_probes,
-           double probe_scale, const py::array& unit_trace, bool use_unit_trace) {
+        [](FASTODE_CALL_PARAMS, FASTODE_NET_PARAMS, FASTODE_TRACE_PARAMS) {
             const Call call = FASTODE_CALL;
             const NetArgs net{params, widths, activation, time_input};
             return with_dtype(y0, [&](auto zero) {
                 using T = decltype(zero);
                 Array<T> y(y0), te(t_eval), p(params);
-                const TraceArgs<T> tr{Array<T>(probes), n_probes, probe_scale,
-                                      Array<T>(unit_trace), use_unit_trace};
+                const auto tr = FASTODE_TRACE(T);
                 const int dim = state_dim(y, true);
                 return py::dict(with_net_system<T>(p, net, dim, &tr, [&](const auto& sys) {
                     return py::object(solve_net<T>(sys, y, te, dense, call));
                 }));
             });
         },
-        FASTODE_CALL_ARGS, FASTODE_NET_ARGS, py::arg("probes"), py::arg("n_probes"),
-        py::arg("probe_scale"), py::arg("unit_trace"), py::arg("use_unit_trace"));
+        FASTODE_CALL_ARGS, FASTODE_NET_ARGS, FASTODE_TRACE_ARGS);
 
     m.def(
         "eval_mlp",
@@ -385,9 +397,10 @@ void register_mlp(py::module_& m) {
                 using T = decltype(zero);
                 Array<T> ya(y), ta(t), p(params);
                 const int dim = state_dim(ya, false);
-                return py::dict("dy"_a = with_net_system<T>(p, net, dim, nullptr, [&](const auto& sys) {
+                const auto dy = with_net_system<T>(p, net, dim, nullptr, [&](const auto& sys) {
                     return py::object(eval_net<T>(sys, ya, ta, threads));
-                }));
+                });
+                return py::dict("dy"_a = dy);
             });
         },
         "Evaluate the compiled MLP field f(t, y) for every row of y.", py::arg("y"),
@@ -395,25 +408,22 @@ void register_mlp(py::module_& m) {
 
     m.def(
         "eval_mlp_cnf",
-        [](const py::array& y, const py::array& t, FASTODE_NET_PARAMS, const py::array& probes,
-           int n_probes, double probe_scale, const py::array& unit_trace, bool use_unit_trace,
+        [](const py::array& y, const py::array& t, FASTODE_NET_PARAMS, FASTODE_TRACE_PARAMS,
            int threads) {
             const NetArgs net{params, widths, activation, time_input};
             return with_dtype(y, [&](auto zero) {
                 using T = decltype(zero);
                 Array<T> ya(y), ta(t), p(params);
-                const TraceArgs<T> tr{Array<T>(probes), n_probes, probe_scale,
-                                      Array<T>(unit_trace), use_unit_trace};
+                const auto tr = FASTODE_TRACE(T);
                 const int dim = state_dim(ya, true);
-                return py::dict("dy"_a = with_net_system<T>(p, net, dim, &tr, [&](const auto& sys) {
+                const auto dy = with_net_system<T>(p, net, dim, &tr, [&](const auto& sys) {
                     return py::object(eval_net<T>(sys, ya, ta, threads));
-                }));
+                });
+                return py::dict("dy"_a = dy);
             });
         },
         "Evaluate the compiled CNF field (f, -trace) for every row of y.", py::arg("y"),
-        py::arg("t"), FASTODE_NET_ARGS, py::arg("probes"), py::arg("n_probes"),
-        py::arg("probe_scale"), py::arg("unit_trace"), py::arg("use_unit_trace"),
-        py::arg("threads") = 1);
+        py::arg("t"), FASTODE_NET_ARGS, FASTODE_TRACE_ARGS, py::arg("threads") = 1);
 }
 
 }  // namespace fastode::bindings
