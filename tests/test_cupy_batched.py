@@ -175,13 +175,6 @@ def test_solve_adaptive_wide_mlp(fake_cupy):
     np.testing.assert_array_equal(gpu.stats["n_steps"], cpu.stats["n_steps"])
 
 
-def test_solve_cnf_still_refused(fake_cupy):
-    flow = fastode._neural._FlowSystem(wide_mlp(d=16), "exact", None)
-    with pytest.raises(TypeError, match="run on the C\+\+ core only"):
-        fastode.solve(flow, np.ones((2, 17)), (0.0, 1.0), method="rk4", dt=0.1,
-                      backend="cupy")
-
-
 # --- adaptive steps -----------------------------------------------------------------
 
 
@@ -243,3 +236,45 @@ def test_adaptive_failures_like_the_core():
     out = batched(mlp, y0[:1], (0.0, 1.0), dt=None, max_steps=5, **options)
     assert_matches_core(out, core, rtol=1e-9)
     assert out["status"][0] == Status.MAX_STEPS
+
+
+# --- continuous normalizing flows ---------------------------------------------------
+
+
+def deep_mlp(d, time_input=False, activation="softplus"):
+    rng = np.random.default_rng(10)
+    shapes = [(24, d + int(time_input)), (24, 24), (d, 24)]
+    weights = [0.5 * rng.standard_normal(shape) / np.sqrt(shape[1]) for shape in shapes]
+    biases = [0.1 * rng.standard_normal(shape[0]) for shape in shapes]
+    return fastode.MLP(weights, biases, activation=activation, time_input=time_input)
+
+
+@pytest.mark.parametrize(
+    ("field", "trace", "options"),
+    [("one hidden layer", "exact", {"method": "dopri5", "rtol": 1e-8}),
+     ("two hidden layers", "exact", {"method": "tsit5", "rtol": 1e-8, "t_eval": [0.0, 0.5, 1.0]}),
+     ("two hidden layers, time", "hutchinson", {"method": "rk4", "dt": 0.05})],
+)
+def test_cnf_matches_core(fake_cupy, field, trace, options):
+    """z and the log-density change against the core's compiled CNF; the
+    Hutchinson probes come from the same seed on both sides and are sliced
+    with the chunks."""
+    d = 10
+    mlp = wide_mlp(d=d) if field == "one hidden layer" else deep_mlp(d, "time" in field)
+    z0 = np.random.default_rng(11).standard_normal((21, d))
+    kwargs = {"trace": trace, "n_probes": 3, "seed": 5, **options}
+    gpu_z, gpu_delta = fastode.cnf(mlp, z0, (0.0, 1.0), backend="cupy", chunk_size=8, **kwargs)
+    cpu_z, cpu_delta = fastode.cnf(mlp, z0, (0.0, 1.0), **kwargs)
+    np.testing.assert_allclose(gpu_z, cpu_z, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gpu_delta, cpu_delta, rtol=1e-9, atol=1e-9)
+
+
+def test_cnf_exact_trace_against_jacobian(fake_cupy):
+    """One rk4 step's log-density change is -dt tr(J) to O(dt^2), with J from
+    `MLP.jacobian` (NumPy) at z0."""
+    d, dt = 12, 1e-4
+    mlp = deep_mlp(d)
+    z0 = np.random.default_rng(12).standard_normal((4, d))
+    _, delta = fastode.cnf(mlp, z0, (0.0, dt), backend="cupy", method="rk4", dt=dt)
+    trace = np.trace(mlp.jacobian(0.0, z0), axis1=1, axis2=2)
+    np.testing.assert_allclose(delta, -dt * trace, rtol=1e-3, atol=1e-10)

@@ -611,6 +611,10 @@ def test_mlp_auto_backend_stays_on_cpu(monkeypatch):
     assert _device.prefers_gpu(fastode.Lorenz(), np.zeros((n, 3)))
 
 
-def test_cnf_rejected_on_gpu():
-    with pytest.raises(TypeError, match="C\\+\\+ core only"):
-        fastode.cnf(_mlp("tanh", False), np.zeros((2, 3)), (0.0, 1.0), backend="cupy")
+def test_cnf_runs_batched_on_gpu():
+    """A CNF has no per-thread kernel; it runs on the batched path."""
+    z0 = np.random.default_rng(9).standard_normal((5, 3))
+    gpu = fastode.cnf(_mlp("tanh", False), z0, (0.0, 1.0), backend="cupy")
+    cpu = fastode.cnf(_mlp("tanh", False), z0, (0.0, 1.0))
+    np.testing.assert_allclose(gpu[0], cpu[0], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gpu[1], cpu[1], rtol=1e-9, atol=1e-9)

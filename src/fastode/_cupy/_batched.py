@@ -33,8 +33,12 @@ ALL_STOPPED_CHECK_INTERVAL = 8
 
 
 def needs_batching(system) -> bool:
-    """True for an MLP field that the per-thread kernels cannot hold."""
-    if type(system).__name__ != "MLP":
+    """True for a CNF (`fastode.cnf`), which has no per-thread kernel, and for
+    an MLP field that the per-thread kernels cannot hold."""
+    kind = type(system).__name__
+    if kind == "_FlowSystem":
+        return True
+    if kind != "MLP":
         return False
     widest = max(system.widths[1:])
     return system.dim > _source.MAX_MLP_DIM or widest > _core.MLP_MAX_WIDTH
@@ -77,6 +81,75 @@ class NetworkField:
         if self.activation == "sigmoid":
             return xp.exp(-xp.logaddexp(0, -z))
         return z
+
+    def _slope(self, z, a):
+        """The activation's derivative at z, given a = activation(z)."""
+        xp = self.xp
+        if self.activation == "tanh":
+            return 1 - a * a
+        if self.activation == "relu":
+            return (z > 0).astype(z.dtype)
+        if self.activation == "softplus":
+            return xp.exp(-xp.logaddexp(0, -z))
+        if self.activation == "sigmoid":
+            return a * (1 - a)
+        return xp.ones_like(z)
+
+
+class FlowField(NetworkField):
+    """(f, -tr ∂f/∂z) of a continuous normalizing flow for a batch of
+    augmented states (z, log-density change), shape (N, d + 1).
+
+    With one hidden layer the exact trace is sum_i s_i c_i, the activation
+    slopes s times `fastode.MLP.unit_trace`. Otherwise it is (scale) sum_p
+    v_p^T (∂f/∂z) v_p over the probes v_p: the unit vectors for the exact
+    trace, or Hutchinson's Rademacher vectors. Each product (∂f/∂z) v_p is
+    carried forward through the layers with the network (forward mode), as a
+    (N, P, width) tangent, so memory grows with N P times the widest layer.
+    """
+
+    def __init__(self, xp, flow, dtype):
+        super().__init__(xp, flow.mlp, dtype)
+        self.d = flow.mlp.dim
+        self.unit_trace = None
+        if flow.use_unit_trace:
+            self.unit_trace = xp.asarray(flow.mlp.unit_trace().astype(dtype))
+        else:
+            self.probes = xp.asarray(np.asarray(flow.probes, dtype=dtype))
+        self.scale = dtype.type(flow.probe_scale)
+
+    def __call__(self, t, y):
+        xp = self.xp
+        z = y[:, : self.d]
+        x = z
+        if self.time_input:
+            times = xp.asarray(t, dtype=y.dtype).reshape(-1, 1)
+            x = xp.concatenate([z, xp.zeros((z.shape[0], 1), dtype=y.dtype) + times], axis=1)
+        if self.unit_trace is not None:
+            (w1, b1), (w2, b2) = self.layers
+            pre = x @ w1 + b1
+            hidden = self._activate(pre)
+            trace = self._slope(pre, hidden) @ self.unit_trace
+            return xp.concatenate([hidden @ w2 + b2, -trace[:, None]], axis=1)
+        return self._with_probes(x, z)
+
+    def _with_probes(self, x, z):
+        xp = self.xp
+        probes = xp.broadcast_to(self.probes, (z.shape[0], *self.probes.shape[-2:]))
+        # Time is not a state, so only the state rows of W_1^T act on the tangent.
+        tangent = probes @ self.layers[0][0][: self.d]
+        for index, (w, b) in enumerate(self.layers[:-1]):
+            if index > 0:
+                tangent = tangent @ w
+            pre = x @ w + b
+            x = self._activate(pre)
+            tangent = self._slope(pre, x)[:, None, :] * tangent
+        w, b = self.layers[-1]
+        dz = x @ w + b
+        if len(self.layers) > 1:
+            tangent = tangent @ w
+        trace = self.scale * xp.sum(probes * tangent, axis=(1, 2))
+        return xp.concatenate([dz, -trace[:, None]], axis=1)
 
 
 @dataclass(frozen=True)
@@ -485,7 +558,7 @@ class BatchedJob:
     """A wide-MLP run, sliceable by rows for `fastode._chunks.run`."""
 
     xp: object
-    mlp: object
+    system: object  # an MLP, or the flow system of fastode.cnf
     y0: object  # host or device rows
     t_eval: np.ndarray | None
     call: dict  # kind, kernel method, t0, t1, dt, rtol, atol, max_steps, controller
@@ -494,8 +567,17 @@ class BatchedJob:
     def n(self) -> int:
         return self.y0.shape[0]
 
+    @property
+    def probes(self):
+        """Hutchinson probes of a CNF, one (P, d) block per row; None otherwise."""
+        return getattr(self.system, "probes", None)
+
     def rows(self, start: int, stop: int) -> BatchedJob:
-        return replace(self, y0=self.y0[start:stop])
+        system = self.system
+        probes = self.probes
+        if probes is not None and probes.ndim == 3 and probes.shape[0] == self.n:
+            system = _FlowRows(system, probes[start:stop])
+        return replace(self, y0=self.y0[start:stop], system=system)
 
     def run(self) -> dict:
         """Integrate this chunk on the device and copy the results to the host."""
@@ -504,9 +586,23 @@ class BatchedJob:
 
     def launch(self, y0_device) -> dict:
         call = self.call
-        field = NetworkField(self.xp, self.mlp, y0_device.dtype)
+        if type(self.system).__name__ in ("_FlowSystem", "_FlowRows"):
+            field = FlowField(self.xp, self.system, y0_device.dtype)
+        else:
+            field = NetworkField(self.xp, self.system, y0_device.dtype)
         tableau = Tableau.of(call["method"], y0_device.dtype)
         if call["kind"] == "adaptive":
             return integrate_adaptive(self.xp, field, tableau, y0_device, self.t_eval, call)
         return integrate_fixed(self.xp, field, tableau, y0_device, self.t_eval, call["t0"],
                                call["t1"], call["dt"], call["max_steps"])
+
+
+@dataclass(frozen=True)
+class _FlowRows:
+    """A CNF system restricted to a chunk of rows: its per-row probes sliced."""
+
+    flow: object
+    probes: np.ndarray
+
+    def __getattr__(self, name):
+        return getattr(self.flow, name)

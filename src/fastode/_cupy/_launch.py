@@ -228,8 +228,8 @@ def solve_cupy(
     An `MLP` field runs with one thread per trajectory for d <= 8 and layers
     up to 256 wide; its weights, packed in the solve dtype, are uploaded once
     per call and shared by every thread. A larger network runs as one matrix
-    product per layer for the whole batch (`fastode._cupy._batched`), and
-    CNF systems (`fastode.cnf`) raise TypeError. Each thread keeps two layer
+    product per layer for the whole batch (`fastode._cupy._batched`), as do
+    CNF systems (`fastode.cnf`). Each thread keeps two layer
     buffers sized for 256 units in local memory, whatever the network's
     widths: about 4.7 KB per thread in float64 and 2.4 KB in float32 (PTX
     of the d = 8 dopri5 and tsit5 kernels, NVRTC from cuda-bindings).
@@ -350,7 +350,7 @@ def _solve_batched(cupy, job, on_device, single, method, **chunking) -> Solution
         result = job.launch(job.y0)
         status, t = cupy.asnumpy(result["status"]), cupy.asarray(t_host)
     else:
-        result = _chunks.run(job, len(t_host), job.mlp.dim, min_rows=_pipeline.GPU_MIN_CHUNK_ROWS,
+        result = _chunks.run(job, len(t_host), job.system.dim, min_rows=_pipeline.GPU_MIN_CHUNK_ROWS,
                              target_chunks=_pipeline.GPU_TARGET_CHUNKS, **chunking)
         status, t = result["status"], t_host
     _chunks.warn_if_stiff(status, job.call["kind"], method)

@@ -155,7 +155,10 @@ def system_key(system) -> str:
     if kind == "MLP":
         return _mlp_key(system)
     if kind == "_FlowSystem":
-        msg = "fastode.cnf and fastode.log_prob run on the C++ core only; use backend='cpp'"
+        msg = (
+            "fastode.cnf and fastode.log_prob have no per-thread GPU kernel; "
+            "backend='cupy' runs them with fastode._cupy._batched"
+        )
         raise TypeError(msg)
     if kind == "Linear":
         if not 1 <= system.dim <= MAX_LINEAR_DIM:
