@@ -83,7 +83,7 @@ class NetworkField:
         return z
 
     def _slope(self, z, a):
-        """The activation's derivative at z, given a = activation(z)."""
+        """Return the activation's derivative at z, given a = activation(z)."""
         xp = self.xp
         if self.activation == "tanh":
             return 1 - a * a
@@ -231,14 +231,14 @@ class _Rows:
     t_final: object
     written: object  # outputs each row keeps; later ones become NaN
 
-    def stop(self, failed, step: int, evals: int, ta, kept: int) -> None:
+    def stop(self, failed, step: int, evals: int, ta, outputs_before: int) -> None:
         """Stop the rows in `failed`, which went non-finite in step `step`."""
         self.status[failed] = int(Status.NON_FINITE)
         self.n_steps[failed] = step + 1
         self.n_accepted[failed] = step
         self.n_rhs[failed] = evals
         self.t_final[failed] = ta
-        self.written[failed] = kept
+        self.written[failed] = outputs_before
 
 
 def integrate_fixed(xp, field, tableau: Tableau, y0, t_eval, t0, t1, dt, max_steps) -> dict:
@@ -280,7 +280,7 @@ def integrate_fixed(xp, field, tableau: Tableau, y0, t_eval, t0, t1, dt, max_ste
         y1, fa = rk_step(field, tableau, ta, tb - ta, y)
         evals += tableau.stages
 
-        kept = next_out
+        outputs_before = next_out
         if reached(next_out, tb):
             # f(ta, y) is the first stage, so as in the core's run-time
             # dimension driver only f(tb, y1) costs an evaluation.
@@ -293,7 +293,7 @@ def integrate_fixed(xp, field, tableau: Tableau, y0, t_eval, t0, t1, dt, max_ste
                 next_out += 1
 
         finite = xp.all(xp.isfinite(y1), axis=1)
-        rows.stop(rows.active & ~finite, steps, evals, ta, kept)
+        rows.stop(rows.active & ~finite, steps, evals, ta, outputs_before)
         rows.active &= finite
         rows.written[rows.active] = next_out
         y = xp.where(rows.active[:, None], y1, y)
@@ -491,8 +491,8 @@ def _stop_lanes(xp, lanes: _Lanes, finished, norm, max_steps) -> None:
     max_steps, in that order of precedence, as the core does."""
     lanes.active &= ~finished
     too_small = lanes.active & ~(xp.abs(lanes.dt) >= _controller.min_step(xp, lanes.t))
-    why = xp.where(norm == norm, int(Status.STEP_TOO_SMALL), int(Status.NON_FINITE))
-    lanes.status[too_small] = why[too_small].astype(np.int8)
+    reason = xp.where(norm == norm, int(Status.STEP_TOO_SMALL), int(Status.NON_FINITE))
+    lanes.status[too_small] = reason[too_small].astype(np.int8)
     lanes.active &= ~too_small
     out_of_steps = lanes.active & (lanes.n_steps >= max_steps)
     lanes.status[out_of_steps] = int(Status.MAX_STEPS)
