@@ -278,3 +278,22 @@ def test_cnf_exact_trace_against_jacobian(fake_cupy):
     _, delta = fastode.cnf(mlp, z0, (0.0, dt), backend="cupy", method="rk4", dt=dt)
     trace = np.trace(mlp.jacobian(0.0, z0), axis1=1, axis2=2)
     np.testing.assert_allclose(delta, -dt * trace, rtol=1e-3, atol=1e-10)
+
+
+def test_device_rows_bound_the_chunks(fake_cupy, monkeypatch):
+    """A small free GPU memory splits a device batch into parts whose results
+    are the same as one launch."""
+    mlp = wide_mlp(d=16, hidden=64)
+    y0 = np.random.default_rng(13).standard_normal((40, 16))
+    whole = fastode.solve(mlp, fake_cupy.asarray(y0), (0.0, 1.0), method="rk4", dt=0.1,
+                          backend="cupy")
+    job = _batched.BatchedJob(np, mlp, y0, None, {})
+    per_row = 2 * 8 * (16 * 16 + 16 + 4 * 64)
+    assert _batched.device_rows(7 * per_row, job) == 7
+    fake_cupy.free_bytes = 7 * per_row
+    parts = fastode.solve(mlp, fake_cupy.asarray(y0), (0.0, 1.0), method="rk4", dt=0.1,
+                          backend="cupy")
+    assert isinstance(parts.y, DeviceArray)
+    np.testing.assert_array_equal(parts.y, whole.y)
+    host = fastode.solve(mlp, y0, (0.0, 1.0), method="rk4", dt=0.1, backend="cupy")
+    np.testing.assert_array_equal(host.y, whole.y)

@@ -597,6 +597,24 @@ class BatchedJob:
                                call["t1"], call["dt"], call["max_steps"])
 
 
+def device_rows(free_bytes: int, job: BatchedJob) -> int:
+    """Rows of `job` whose working arrays fit in half of `free_bytes`.
+
+    Per row: the stages and state copies of the step, the outputs, and a few
+    activations of the widest layer, times the tangents a CNF carries. NOTE:
+    an estimate from the arrays the code allocates, not measured on a GPU.
+    """
+    system = job.system
+    mlp = getattr(system, "mlp", system)
+    dim, widest = system.dim, max(mlp.widths)
+    tangents = 0
+    if hasattr(system, "probes") and not system.use_unit_trace:
+        tangents = np.shape(system.probes)[-2]
+    n_out = 1 if job.t_eval is None else len(job.t_eval)
+    values = 16 * dim + n_out * dim + 4 * widest * (1 + tangents)
+    return max(1, int(free_bytes // 2 // (values * job.y0.dtype.itemsize)))
+
+
 @dataclass(frozen=True)
 class _FlowRows:
     """A CNF system restricted to a chunk of rows: its per-row probes sliced."""

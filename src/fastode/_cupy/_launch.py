@@ -346,15 +346,29 @@ def _solve_batched(cupy, job, on_device, single, method, **chunking) -> Solution
     dtype = job.y0.dtype
     t_host = job.t_eval if dense else np.array([job.call["t1"]], dtype=dtype)
     device_result = on_device and chunking["out"] is None and chunking["chunk_size"] is None
+    free_bytes, _ = cupy.cuda.runtime.memGetInfo()
+    rows = _batched.device_rows(free_bytes, job)
     if device_result:
-        result = job.launch(job.y0)
+        result = _launch_in_parts(cupy, job, rows)
         status, t = cupy.asnumpy(result["status"]), cupy.asarray(t_host)
     else:
-        result = _chunks.run(job, len(t_host), job.system.dim, min_rows=_pipeline.GPU_MIN_CHUNK_ROWS,
-                             target_chunks=_pipeline.GPU_TARGET_CHUNKS, **chunking)
+        # Chunks of at most `rows`, so that the working arrays fit on the GPU.
+        result = _chunks.run(job, len(t_host), job.system.dim,
+                             min_rows=min(_pipeline.GPU_MIN_CHUNK_ROWS, rows),
+                             target_chunks=max(_pipeline.GPU_TARGET_CHUNKS, -(-job.n // rows)),
+                             **chunking)
         status, t = result["status"], t_host
     _chunks.warn_if_stiff(status, job.call["kind"], method)
     return _solution(result, t, dense, single, method)
+
+
+def _launch_in_parts(cupy, job, rows: int) -> dict:
+    """Run a device batch `rows` rows at a time, keeping the results on the device."""
+    if job.n <= rows:
+        return job.launch(job.y0)
+    parts = [job.rows(start, start + rows) for start in range(0, job.n, rows)]
+    results = [part.launch(part.y0) for part in parts]
+    return {name: cupy.concatenate([r[name] for r in results]) for name in results[0]}
 
 
 class _Whole:
