@@ -95,5 +95,30 @@ FASTODE_HD FASTODE_INLINE T quiet_nan() {
 #endif
 }
 
+/// 2^n for an integer-valued n inside the normal exponent range of T, built
+/// from its exponent bits.
+template <class T>
+FASTODE_HD FASTODE_INLINE T pow2(T n);
+
+template <>
+FASTODE_HD FASTODE_INLINE double pow2<double>(double n) {
+    const long long bits = (static_cast<long long>(n) + 1023LL) << 52;
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+    return __longlong_as_double(bits);
+#else
+    return __builtin_bit_cast(double, bits);
+#endif
+}
+
+template <>
+FASTODE_HD FASTODE_INLINE float pow2<float>(float n) {
+    const int bits = (static_cast<int>(n) + 127) << 23;
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+    return __int_as_float(bits);
+#else
+    return __builtin_bit_cast(float, bits);
+#endif
+}
+
 }  // namespace math
 }  // namespace fastode

@@ -20,16 +20,6 @@ constexpr double FACTOR_MAX = 10.0;
 // was nearly exact does not make the next one grow without bound.
 constexpr double ERR_PREV_MIN = 1e-4;
 
-/// 2^n for an integer-valued n in [-1022, 1023].
-FASTODE_HD FASTODE_INLINE double exp2_integer(double n) {
-    const long long bits = (static_cast<long long>(n) + 1023LL) << 52;
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
-    return __longlong_as_double(bits);
-#else
-    return __builtin_bit_cast(double, bits);
-#endif
-}
-
 /// x^e for a positive, normal x with |e log2(x)| clamped to 60, to about 1e-9
 /// relative. Unlike pow() it has no call and no branch, so the step-size
 /// controller of all lanes vectorizes. A step factor needs no more accuracy.
@@ -74,7 +64,7 @@ FASTODE_HD FASTODE_INLINE double approx_pow(double x, double e) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    return exp2_integer(n) * p;
+    return math::pow2(n) * p;
 }
 
 /// Ratio of the next step to the one just tried, given its error norm, for
