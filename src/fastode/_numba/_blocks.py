@@ -591,6 +591,13 @@ def build_adaptive_block(jit, rhs, tableau, common, dtype, lanes, dim, n_params,
                 t_out[lane] = next_output_time(t_eval, written[lane], t1, span_past)
         if n_active > 0:
             start_steps(t0, t1, dt0, rtol, atol, y, y1, k, p, active, dt, evals, code)
+            # Lanes whose f is not finite at t0 stop in start_steps. The loop
+            # below recounts the active lanes only when a lane is flagged,
+            # and a stopped lane never is, so a block of such lanes would
+            # loop forever without this count.
+            n_active = 0
+            for lane in range(lanes):
+                n_active += active[lane]
         while n_active > 0:
             # Clip the step so that no stage is evaluated past t1.
             for lane in range(lanes):
