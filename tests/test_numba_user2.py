@@ -79,3 +79,71 @@ def test_tiny_fixed_step_stops_at_max_steps(method):
     assert sol.stats["n_steps"] == 5
     assert sol.t_final == pytest.approx(5e-30, rel=1e-12)
     assert sol.y[0] == pytest.approx(math.exp(-5e-30), rel=1e-15)
+
+
+# --- the on-disk cache and the user's module ----------------------------------------
+
+HELPER_MODULE = """
+import numba
+import fastode
+
+RATE = {rate}
+
+@numba.njit
+def scaled(x):
+    return {factor} * x
+
+@fastode.ode(dim=1)
+def decay(t, y, dy, p):
+    dy[0] = -RATE * scaled(y[0])
+"""
+
+HELPER_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import fastode
+from helper_module import decay
+sol = fastode.solve(decay, [1.0], (0.0, 1.0), method="rk4", dt=0.01, backend="numba")
+print(repr(float(sol.y[0])))
+"""
+
+
+def module_namespace(rate, factor):
+    namespace = {"__name__": "helper_module"}
+    exec(HELPER_MODULE.format(rate=rate, factor=factor), namespace)  # noqa: S102
+    return namespace
+
+
+def test_fingerprint_follows_globals():
+    """The key of a cached kernel changes with the helper functions and the
+    constants that the right-hand side reads as globals."""
+    base = _cache.fingerprint(module_namespace(1.0, 1.0)["decay"]._compiled.python["rhs"])
+    other_rate = module_namespace(2.0, 1.0)["decay"]._compiled.python["rhs"]
+    other_helper = module_namespace(1.0, 2.0)["decay"]._compiled.python["rhs"]
+    assert _cache.fingerprint(module_namespace(1.0, 1.0)["decay"]._compiled.python["rhs"]) == base
+    assert _cache.fingerprint(other_rate) != base
+    assert _cache.fingerprint(other_helper) != base
+
+
+def test_fingerprint_of_recursive_helper():
+    namespace = {}
+    exec("def count(n):\n    return 0 if n < 1 else 1 + count(n - 1)\n", namespace)  # noqa: S102
+    assert len(_cache.fingerprint(namespace["count"])) == 64
+
+
+def test_second_process_sees_edited_helper(tmp_path):
+    """Editing the body of a helper the right-hand side calls, or a global
+    constant it reads, changes the result in the next process instead of
+    loading the kernel compiled from the old source."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env["PYTHONPATH"] = os.pathsep.join([str(SOURCE), env.get("PYTHONPATH", "")])
+    results = []
+    for rate, factor in [(1.0, 1.0), (1.0, 2.0), (1.5, 2.0)]:
+        (tmp_path / "helper_module.py").write_text(HELPER_MODULE.format(rate=rate,
+                                                                        factor=factor))
+        done = subprocess.run([sys.executable, "-c", HELPER_SCRIPT, str(tmp_path)], env=env,
+                              capture_output=True, text=True, timeout=600, check=True)
+        results.append(float(done.stdout.split()[-1]))
+    assert results[0] == pytest.approx(math.exp(-1.0), rel=1e-6)
+    assert results[1] == pytest.approx(math.exp(-2.0), rel=1e-6)
+    assert results[2] == pytest.approx(math.exp(-3.0), rel=1e-6)

@@ -91,8 +91,12 @@ def ode(fn=None, *, dim, n_params=0, separable=None, params=None, boundscheck=Fa
     seconds for the adaptive methods, and are cached on disk when the
     function is defined in a source file (Numba's ``cache=True``). As with
     any Numba function, global variables read by ``fn`` are frozen at
-    compile time, and the disk cache does not notice when they change: pass
-    such values in ``params``. ``fn`` may write to ``p``, for example to
+    compile time, so assigning them later in the same process changes
+    nothing: pass such values in ``params``. The disk cache keys on the
+    bytecode of ``fn`` and of the functions, numbers and arrays it reads as
+    globals, so an edited module compiles afresh in the next process; a
+    global of another type (a dict, a class instance) leaves the kernels
+    uncached. ``fn`` may write to ``p``, for example to
     record the times it was called at. On the CPU each block works on a copy
     of its rows and writes it back when the block ends, so a row shared by
     all trajectories ends with the writes of one of them.
