@@ -147,3 +147,27 @@ def test_second_process_sees_edited_helper(tmp_path):
     assert results[0] == pytest.approx(math.exp(-1.0), rel=1e-6)
     assert results[1] == pytest.approx(math.exp(-2.0), rel=1e-6)
     assert results[2] == pytest.approx(math.exp(-3.0), rel=1e-6)
+
+
+# --- messages for functions that do not compile ---------------------------------------
+
+
+def plain_python_factorial(n):
+    return 1.0 if n <= 1 else n * plain_python_factorial(n - 1)
+
+
+def calls_plain_python(t, y, dy, p):
+    dy[0] = -plain_python_factorial(3) * y[0]
+
+
+def test_compile_error_gives_numba_reason():
+    """Numba's message starts with a generic "Failed in nopython mode
+    pipeline" line; the reason that follows names the undefined global."""
+    system = fastode.ode(calls_plain_python, dim=1)
+    with pytest.raises(TypeError, match="Numba cannot compile calls_plain_python") as caught:
+        fastode.solve(system, [1.0], (0.0, 1.0), backend="numba")
+    message = str(caught.value)
+    assert "Untyped global name 'plain_python_factorial'" in message
+    assert "Failed in nopython mode pipeline" not in message
+    assert "\x1b[" not in message
+    assert "numba.njit" in message

@@ -43,6 +43,18 @@ def test_y0_complex():
         fastode.solve(oscillator(), np.array([1.0, 0.0], dtype=complex), (0.0, 1.0))
 
 
+@pytest.mark.parametrize("y0", [[[1.0, 0.0], [1.0]], [[1.0, [0.0, 1.0]]]],
+                         ids=["rows_differ", "nested_entry"])
+def test_y0_ragged(y0):
+    with pytest.raises(ValueError, match=r"y0 must be a rectangular array of numbers"):
+        fastode.solve(oscillator(), y0, (0.0, 1.0))
+
+
+def test_t_eval_ragged():
+    with pytest.raises(ValueError, match=r"t_eval must be a rectangular array of numbers"):
+        fastode.solve(oscillator(), [1.0, 0.0], (0.0, 1.0), t_eval=[0.0, [0.5, 1.0]])
+
+
 # --- method, dt and controller --------------------------------------------------
 
 

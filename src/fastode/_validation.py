@@ -85,9 +85,21 @@ def kernel_method(method: str, kind: str) -> str:
     return method
 
 
+def as_array(name: str, value) -> np.ndarray:
+    """Return np.asarray(value), naming `name` when the nested lists are ragged."""
+    try:
+        return np.asarray(value)
+    except ValueError as error:
+        msg = (
+            f"{name} must be a rectangular array of numbers, got nested sequences "
+            f"of different lengths ({error})"
+        )
+        raise ValueError(msg) from None
+
+
 def check_dtype(dtype, y0) -> np.dtype:
     if dtype is None:
-        kind = np.asarray(y0).dtype
+        kind = as_array("y0", y0).dtype
         return np.dtype(np.float32) if kind == np.float32 else np.dtype(np.float64)
     try:
         resolved = np.dtype(dtype)
@@ -101,7 +113,7 @@ def check_dtype(dtype, y0) -> np.dtype:
 
 def check_y0(y0, dim: int, dtype: np.dtype) -> tuple[np.ndarray, bool]:
     """Return y0 as a C-contiguous (N, dim) array and whether it was 1-D."""
-    array, single = check_state_batch(np.asarray(y0), dim)
+    array, single = check_state_batch(as_array("y0", y0), dim)
     return np.ascontiguousarray(array, dtype=dtype), single
 
 
@@ -165,7 +177,7 @@ def check_t_span(t_span) -> tuple[float, float]:
 def check_t_eval(t_eval, t0: float, t1: float, dtype: np.dtype) -> np.ndarray | None:
     if t_eval is None:
         return None
-    array = np.asarray(t_eval)
+    array = as_array("t_eval", t_eval)
     if array.dtype.kind not in "iuf":
         msg = f"t_eval must contain real numbers, got dtype {array.dtype}"
         raise TypeError(msg)

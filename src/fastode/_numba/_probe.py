@@ -4,6 +4,8 @@ that names the function instead of corrupting memory inside a kernel."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from numba.core.errors import NumbaError
 
@@ -74,16 +76,26 @@ def compile_error(name, error):
             "Split z = x + i y into a real state (x, y) of twice the size"
         )
     reason = _first_reason(text)
-    return TypeError(
-        f"Numba cannot compile {name} in nopython mode: {reason}. Use scalar "
-        "arithmetic, math functions and array indexing (see fastode.ode)"
-    )
+    if reason.startswith("Untyped global name") and "'function'" in reason:
+        hint = "Decorate every Python function that it calls with numba.njit"
+    else:
+        hint = "Use scalar arithmetic, math functions and array indexing (see fastode.ode)"
+    return TypeError(f"Numba cannot compile {name} in nopython mode: {reason}. {hint}")
+
+
+#: ANSI colour codes, which Numba puts in its messages when it highlights them.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+#: Line starts in Numba's messages that frame the reason rather than give it:
+#: "Failed in nopython mode pipeline (step: ...)" comes first, then source
+#: excerpts and "During: ..." context.
+FRAMING_PREFIXES = ("-", "File", "During:", "^", ">", "Failed in ")
 
 
 def _first_reason(text: str) -> str:
-    for line in text.splitlines():
+    for line in ANSI_ESCAPE.sub("", text).splitlines():
         line = line.strip()
-        if line and not line.startswith(("-", "File", "During:", "^", ">")):
+        if line and not line.startswith(FRAMING_PREFIXES):
             return line.rstrip(".:")
     return "unknown reason"
 
