@@ -10,11 +10,11 @@ import threading
 
 import numpy as np
 import pytest
-from test_numba import SOURCE, linear
+from test_numba import SOURCE, affine, linear
 
 import fastode
 from fastode import Status
-from fastode._numba import _cache
+from fastode._numba import _cache, _cpu
 
 
 def solve_within(seconds, *args, **options):
@@ -171,3 +171,22 @@ def test_compile_error_gives_numba_reason():
     assert "Failed in nopython mode pipeline" not in message
     assert "\x1b[" not in message
     assert "numba.njit" in message
+
+
+# --- read-only inputs ----------------------------------------------------------------
+
+
+def test_read_only_params_and_y0():
+    """affine writes its t record into p, so the kernel writes the parameter
+    rows back; a read-only parameter array is copied instead of failing to
+    type, and a read-only y0 needs no second build of the kernel."""
+    params = np.array([-1.0, 0.0, 0.0, 0.0, np.inf, -np.inf])
+    params.flags.writeable = False
+    y0 = np.array([[1.0], [2.0]])
+    y0.flags.writeable = False
+    sol = fastode.solve(affine(params), y0, (0.0, 1.0), method="rk4", dt=0.01,
+                        backend="numba")
+    np.testing.assert_allclose(sol.y[:, 0], [math.exp(-1.0), 2 * math.exp(-1.0)], rtol=1e-8)
+    assert params[4] == np.inf
+    kernel = _cpu.kernel(affine, "rk4", "fixed", np.dtype(np.float64))
+    assert all("readonly" not in str(signature) for signature in kernel.function.signatures)

@@ -224,9 +224,17 @@ def _check_backend(backend, system, y0) -> str:
 
 
 def _numba_job(system, y0, t_eval, kind, call) -> _chunks.NumbaJob:
-    params = system._params_for(y0.shape[0], y0.dtype)
+    # Numba types a read-only array apart from a writeable one, so such an
+    # input would build every kernel a second time, and the kernels write the
+    # parameter rows back (fn may write to p). Read-only inputs are copied.
+    y0 = _writeable(y0)
+    params = _writeable(system._params_for(y0.shape[0], y0.dtype))
     system._probe(y0, params, call["t0"])
     return _chunks.NumbaJob(system, y0, params, t_eval, {**call, "kind": kind})
+
+
+def _writeable(array: np.ndarray) -> np.ndarray:
+    return array if array.flags.writeable else array.copy()
 
 
 def _make_solution(out, t, dense, single, method) -> Solution:

@@ -99,7 +99,8 @@ def ode(fn=None, *, dim, n_params=0, separable=None, params=None, boundscheck=Fa
     uncached. ``fn`` may write to ``p``, for example to
     record the times it was called at. On the CPU each block works on a copy
     of its rows and writes it back when the block ends, so a row shared by
-    all trajectories ends with the writes of one of them.
+    all trajectories ends with the writes of one of them. A read-only
+    parameter array is copied before the run and keeps its values.
 
     Examples
     --------
