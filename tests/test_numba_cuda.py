@@ -3,6 +3,7 @@ simulator in a subprocess (so NUMBA_ENABLE_CUDASIM does not leak into the
 rest of the suite) and compile to PTX for compute capability 9.0."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -86,6 +87,14 @@ SIMULATED_RUNS = textwrap.dedent(
                                      backend="numba-cuda"))
     record("nan_parameter", fastode.solve(oscillator([np.nan, 0.0]), y0[:1], (0.0, 1.0),
                                           method="rk4", dt=0.1, backend="numba-cuda"))
+    fixed = {"method": "tsit5", "adaptive": False, "backend": "numba-cuda"}
+    record("fixed_backward", fastode.solve(oscillator([1.0, 0.0]), y0, (1.0, 0.0),
+                                           t_eval=[1.0, 0.5, 0.0], dt=0.3, **fixed))
+    record("fixed_zero_span", fastode.solve(oscillator([1.0, 0.0]), y0, (3.0, 3.0),
+                                            t_eval=[3.0], dt=0.1, **fixed))
+    record("fixed_mixed", fastode.solve(decay_by_state, rows, (0.0, 1.0), dt=0.01, **fixed))
+    record("fixed_tiny_dt", fastode.solve(oscillator([1.0, 0.0]), y0[:1], (0.0, 1.0),
+                                          dt=1e-30, max_steps=5, **fixed))
     print(json.dumps(results))
     """
 )
@@ -178,6 +187,43 @@ def test_simulator_nan_parameter_keeps_y0(simulated):
     assert result["stats"]["n_accepted"] == [0]
     assert result["t_final"] == [0.0]
     assert result["y"] == [OSCILLATOR_Y0[0].tolist()]
+
+
+def test_simulator_fixed_pair_backward(simulated):
+    """x'' = -x from (x, v)(1) = y0, stepped back to t = 0 with dt = 0.3,
+    which does not divide the span, against the closed form. t = 0.5 lies
+    inside a step, where the cubic Hermite interpolant is O(dt^4) off."""
+    result = simulated["fixed_backward"]
+    for row, (x1, v1) in zip(result["y"], OSCILLATOR_Y0, strict=True):
+        for values, t in zip(row, [1.0, 0.5, 0.0], strict=True):
+            x = x1 * math.cos(t - 1.0) + v1 * math.sin(t - 1.0)
+            v = -x1 * math.sin(t - 1.0) + v1 * math.cos(t - 1.0)
+            np.testing.assert_allclose(values, [x, v], atol=5e-5)
+    assert result["stats"]["n_steps"] == [4, 4, 4]
+
+
+def test_simulator_fixed_pair_zero_span(simulated):
+    result = simulated["fixed_zero_span"]
+    assert result["status"] == [Status.SUCCESS] * 3
+    np.testing.assert_array_equal(np.array(result["y"])[:, 0, :], OSCILLATOR_Y0)
+    assert result["stats"]["n_steps"] == [0, 0, 0]
+
+
+def test_simulator_fixed_pair_non_finite_rows(simulated):
+    result = simulated["fixed_mixed"]
+    assert result["status"] == [Status.SUCCESS, Status.NON_FINITE, Status.SUCCESS,
+                                Status.NON_FINITE, Status.NON_FINITE]
+    assert abs(result["y"][0][0] - 0.36787944117144233) < 1e-10
+    assert abs(result["y"][2][0] - 0.1353352832366127) < 1e-10
+    assert result["stats"]["n_steps"][0] == 100
+    assert result["stats"]["n_steps"][2] == 100
+
+
+def test_simulator_fixed_pair_tiny_dt(simulated):
+    """1e30 steps of dt = 1e-30 do not fit in an int64; max_steps ends the run."""
+    result = simulated["fixed_tiny_dt"]
+    assert result["status"] == [Status.MAX_STEPS]
+    assert result["stats"]["n_steps"] == [5]
 
 
 @pytest.mark.skipif(cuda.is_available(), reason="a CUDA device is present")
