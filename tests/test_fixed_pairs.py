@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from test_numba import affine
 
 import fastode
 from fastode import _core
@@ -198,3 +199,130 @@ def test_fixed_step_default_tolerances_silent():
         fastode.solve(fastode.Lorenz(), [1.0, 0.0, 0.0], (0.0, 1.0), method="rk4", dt=0.1)
         fastode.solve(fastode.Hamiltonian("harmonic"), [1.0, 0.0], (0.0, 1.0),
                       method="verlet", dt=0.1)
+
+
+# --- edge cases of EDGE_CASES.md with adaptive=False, on the core and Numba --------------
+#
+# E2, E8 and E9 are argument checks that do not depend on the method, and E5
+# is about the initial step guess, which fixed steps do not make.
+
+BACKENDS = ["cpp", "numba"]
+#: Error bound with dt = 0.3 on the backward decay: O(dt^order) at the step
+#: ends and the O(dt^4) cubic Hermite interpolant between them.
+BACKWARD_ATOL = {"bs3": 1e-3, "dopri5": 1e-5, "tsit5": 1e-5}
+BACKWARD_T = [2.0, 1.5, 1.0, 0.5, 0.0]
+BACKWARD_Y = [1.0, 1.28402542, 1.64872127, 2.11700002, 2.71828183]
+
+
+def decay(backend, rates):
+    """y' = rate y, one rate per trajectory (or one shared), on `backend`."""
+    rates = np.asarray(rates, dtype=float)
+    if backend == "cpp":
+        return fastode.Linear(rates.reshape(-1, 1, 1) if rates.ndim else [[float(rates)]])
+    record = np.broadcast_to([np.inf, -np.inf], rates.shape + (2,))
+    zeros = np.zeros(rates.shape + (3,))
+    return affine(np.concatenate([rates[..., None], zeros, record], axis=-1))
+
+
+def fixed(method, dt, backend, **options):
+    return {"method": method, "adaptive": False, "dt": dt, "backend": backend, **options}
+
+
+@pytest.mark.parametrize("method", PAIRS)
+def test_fixed_pair_step_beyond_short_span_stays_inside(method):
+    """E1: dt = 1 over the span (0, 1e-4) is cut to one step that ends at t1,
+    and f is never called outside the span."""
+    system = decay("numba", 2.0)
+    sol = fastode.solve(system, [1.0], (0.0, 1e-4), **fixed(method, 1.0, "numba"))
+    assert sol.stats["n_steps"] == 1
+    assert abs(sol.y[0] / 1.0002000200013335 - 1.0) < 1e-10
+    t_min, t_max = system.params[4], system.params[5]
+    assert t_min >= 0.0
+    assert t_max <= 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method", PAIRS)
+def test_fixed_pair_backward_span(method, backend):
+    """E3: dt = 0.3 does not divide the span 2, so the last step is shortened."""
+    sol = fastode.solve(decay(backend, -0.5), [1.0], (2.0, 0.0), t_eval=BACKWARD_T,
+                        **fixed(method, 0.3, backend))
+    assert sol.status == fastode.Status.SUCCESS
+    assert sol.t_final == 0.0
+    assert sol.stats["n_steps"] == 7
+    np.testing.assert_array_equal(sol.t, BACKWARD_T)
+    np.testing.assert_allclose(sol.y[:, 0], BACKWARD_Y, rtol=0, atol=BACKWARD_ATOL[method])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method", PAIRS)
+def test_fixed_pair_zero_length_span(method, backend):
+    """E4: exactly y0, no step and no evaluation of f."""
+    y0 = np.array([[1.0], [-2.0]])
+    final = fastode.solve(decay(backend, -1.0), y0, (0.0, 0.0), **fixed(method, 0.1, backend))
+    dense = fastode.solve(decay(backend, -1.0), y0, (3.0, 3.0), t_eval=[3.0],
+                          **fixed(method, 0.1, backend))
+    np.testing.assert_array_equal(final.y, y0)
+    np.testing.assert_array_equal(dense.y[:, 0, :], y0)
+    for sol in (final, dense):
+        assert np.all(sol.status == fastode.Status.SUCCESS)
+        np.testing.assert_array_equal(sol.stats["n_steps"], [0, 0])
+        np.testing.assert_array_equal(sol.stats["n_rhs"], [0, 0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method", PAIRS)
+def test_fixed_pair_non_finite_rows(method, backend):
+    """E6: rows with a NaN rate, a NaN and an infinite start fail; rows 0 and 2
+    match closed forms and their runs alone bit for bit."""
+    rates = np.array([-1.0, np.nan, -2.0, -1.0, -1.0])
+    y0 = np.array([[1.0], [1.0], [1.0], [np.nan], [np.inf]])
+    options = fixed(method, 0.01, backend)
+    sol = fastode.solve(decay(backend, rates), y0, (0.0, 1.0), **options)
+    assert list(sol.status) == [fastode.Status.SUCCESS, fastode.Status.NON_FINITE,
+                                fastode.Status.SUCCESS, fastode.Status.NON_FINITE,
+                                fastode.Status.NON_FINITE]
+    np.testing.assert_allclose(sol.y[0, 0], 0.36787944117144233, rtol=1e-6)
+    np.testing.assert_allclose(sol.y[2, 0], 0.1353352832366127, rtol=1e-6)
+    for row in (3, 4):
+        assert sol.stats["n_steps"][row] == 0
+    for row in (0, 2):
+        alone = fastode.solve(decay(backend, rates[row]), y0[row], (0.0, 1.0), **options)
+        assert sol.y[row, 0] == alone.y[0]
+        for name in ("n_steps", "n_accepted", "n_rhs"):
+            assert sol.stats[name][row] == alone.stats[name], name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method", PAIRS)
+def test_fixed_pair_max_steps_counts_whole_run(method, backend):
+    """E7 for fixed steps: 1000 steps of dt = 1e-3 reach t = 1 of the span
+    (0, 10), outputs up to there follow e^-t and later ones are NaN."""
+    t_eval = np.linspace(0.0, 10.0, 101)
+    with pytest.warns(RuntimeWarning, match="stopped with MAX_STEPS"):
+        sol = fastode.solve(decay(backend, -1.0), [1.0], (0.0, 10.0), t_eval=t_eval,
+                            max_steps=1000, **fixed(method, 1e-3, backend))
+    assert sol.status == fastode.Status.MAX_STEPS
+    assert sol.stats["n_steps"] == 1000
+    assert sol.t_final == pytest.approx(1.0, rel=1e-12)
+    reached = t_eval <= 1.0 + 1e-12
+    np.testing.assert_allclose(sol.y[reached, 0], np.exp(-t_eval[reached]), rtol=1e-8)
+    assert np.all(np.isnan(sol.y[~reached]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method", PAIRS)
+def test_fixed_pair_batch_shapes(method, backend):
+    """E10: a batch of one, one 1-D state and an empty batch."""
+    t_eval = [0.0, 0.5, 1.0]
+    options = fixed(method, 0.01, backend, t_eval=t_eval)
+    batch = fastode.solve(decay(backend, -2.0), [[3.0]], (0.0, 1.0), **options)
+    single = fastode.solve(decay(backend, -2.0), [3.0], (0.0, 1.0), **options)
+    empty = fastode.solve(decay(backend, -2.0), np.zeros((0, 1)), (0.0, 1.0), **options)
+    np.testing.assert_allclose(batch.y[0, :, 0], [3.0, 1.103638323514327, 0.4060058497098381],
+                               rtol=1e-5)
+    np.testing.assert_array_equal(single.y, batch.y[0])
+    assert np.ndim(single.status) == 0
+    assert empty.y.shape == (0, 3, 1)
+    assert empty.status.shape == (0,)
+    assert empty.success
