@@ -326,3 +326,18 @@ def test_fixed_pair_batch_shapes(method, backend):
     assert empty.y.shape == (0, 3, 1)
     assert empty.status.shape == (0,)
     assert empty.success
+
+
+@pytest.mark.parametrize("method", PAIRS)
+def test_fixed_step_costs_as_much_as_accepted_adaptive_step(method):
+    """An FSAL pair reuses its last stage as the next first one, so an
+    accepted adaptive step evaluates f as often as a fixed step does; the
+    adaptive run adds one evaluation at t0."""
+    system = fastode.Linear([[-1.0]])
+    free = fastode.solve(system, [1.0], (0.0, 1.0), method=method, dt=0.1, rtol=1e-1, atol=1e-1)
+    steps = int(free.stats["n_steps"])
+    assert free.stats["n_rejected"] == 0
+    fixed_run = fastode.solve(system, [1.0], (0.0, 1.0), method=method, adaptive=False,
+                              dt=1.0 / steps)
+    assert fixed_run.stats["n_steps"] == steps
+    assert fixed_run.stats["n_rhs"] == free.stats["n_rhs"] - 1

@@ -106,11 +106,13 @@ def solve(
         4096 and at most what `max_memory` allows. Results do not depend on it.
     adaptive : bool, optional
         ``False`` steps an embedded pair (bs3, dopri5, tsit5) with the fixed
-        step `dt` and no error estimate: each step costs one evaluation of f
-        fewer than an adaptive one (the last stage of these pairs only feeds
-        the error estimate and the next step), and the run has the method's
-        full order. None (default) keeps each method's own kind; ``True``
-        with a fixed-step or symplectic method is an error.
+        step `dt` and no error estimate, at the method's full order. A step
+        evaluates f as often as an accepted adaptive step (3 times for bs3,
+        6 for dopri5 and tsit5): the last stage of these pairs only feeds
+        the error estimate, and an adaptive run reuses it as the next
+        step's first. There are no rejected steps and no controller. None
+        (default) keeps each method's own kind; ``True`` with a fixed-step
+        or symplectic method is an error.
 
     Returns
     -------
@@ -136,10 +138,13 @@ def solve(
     one chunk (by default up to 4096 trajectories) raises KeyboardInterrupt
     when it ends; pass a smaller `chunk_size` to stop long runs sooner.
 
-    Dense output at ``t_eval``: dopri5 and tsit5 use their own fourth-order
-    continuous extensions; bs3, the fixed-step and the symplectic methods use
-    the cubic Hermite interpolant between the two step ends. Output times do
-    not change the steps taken.
+    Dense output at ``t_eval``: adaptive dopri5 and tsit5 use their own
+    fourth-order continuous extensions. bs3, the pairs with
+    ``adaptive=False`` (whose interpolants need the skipped last stage), the
+    fixed-step and the symplectic methods use the cubic Hermite interpolant
+    between the two step ends, which costs two more evaluations of f in each
+    step that has an output time. Output times do not change the steps
+    taken.
 
     Examples
     --------
