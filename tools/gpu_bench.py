@@ -56,8 +56,9 @@ def _lorenz(n, dtype, place=_on_host):
 
 
 def _mlp(n, dtype, place=_on_host):
-    """An MLP 32-256-32 with weights scaled by 1 / sqrt(fan-in); `place` is
-    unused because the weights are uploaded by the solve call."""
+    """Return an MLP 32-256-32, weights scaled by 1 / sqrt(fan-in), and y0.
+
+    `place` is unused because the solve call uploads the weights."""
     rng = np.random.default_rng(0)
     shapes = [(256, 32), (32, 256)]
     weights = [rng.standard_normal(shape) / np.sqrt(shape[1]) for shape in shapes]
