@@ -26,7 +26,7 @@ def solve_within(seconds, *args, **options):
     def target():
         try:
             result["solution"] = fastode.solve(*args, backend="numba", **options)
-        except BaseException as error:  # handed back to the test thread
+        except Exception as error:  # handed back to the test thread
             result["error"] = error
 
     thread = threading.Thread(target=target, daemon=True)

@@ -34,6 +34,7 @@ from ._steps import (
     STEP_TOO_SMALL,
     SUCCESS,
     build_adaptive_parts,
+    build_grid_time,
     numba_real,
     symplectic_coefficients,
 )
@@ -197,12 +198,7 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype, lanes, dim, n_params
     load_block, store_params = build_load_block(jit, common, lanes, dim, n_params)
     real = numba_real(dtype)
     zero, one = real(0), real(1)
-
-    @jit
-    def grid_time(t0, t1, dt, direction, step_index, n_grid):
-        if step_index >= n_grid:
-            return t1
-        return t0 + direction * real(step_index) * abs(dt)
+    grid_time = build_grid_time(jit, dtype)
 
     @jit
     def keep_final_state(t_eval, y_out, n, y):

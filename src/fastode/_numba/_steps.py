@@ -227,6 +227,21 @@ def build_symplectic_step(jit, dV_dq, dT_dp, dof, method, weights, dtype):
     return symplectic_step, evals
 
 
+def build_grid_time(jit, dtype):
+    """Compile ``grid_time``: the time of grid point `step_index` of a
+    fixed-step run, t0 + k |dt| in the run's dtype, and exactly t1 at the
+    last point, as the core's ``fixed_step_time``."""
+    real = numba_real(dtype)
+
+    @jit
+    def grid_time(t0, t1, dt, direction, step_index, n_grid):
+        if step_index >= n_grid:
+            return t1
+        return t0 + direction * real(step_index) * abs(dt)
+
+    return grid_time
+
+
 def build_fixed_block(jit, step, evals, rhs, common, dtype):
     """Compile the driver that advances lanes first .. first + count - 1 with
     a fixed step on the grid t0 + k dt, the last step ending at t1.
@@ -238,15 +253,9 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype):
     failing step, which counts as attempted but not accepted, and its
     outputs from that step on are NaN.
     """
-    cmin, cmax, row_is_finite, reached, write_outputs, write_initial_outputs, finish = common
-    real = numba_real(dtype)
-    zero, one = real(0), real(1)
-
-    @jit
-    def grid_time(t0, t1, dt, direction, step_index, n_grid):
-        if step_index >= n_grid:
-            return t1
-        return t0 + direction * real(step_index) * abs(dt)
+    row_is_finite, reached, write_outputs, write_initial_outputs, finish = common[2:]
+    one = numba_real(dtype)(1)
+    grid_time = build_grid_time(jit, dtype)
 
     @jit
     def fixed_block(first, count, y0, params, pstride, t_eval, t0, t1, dt, n_grid,
