@@ -34,6 +34,10 @@ SIMULATED_RUNS = textwrap.dedent(
     def doubling(t, y, dy, p):
         dy[0] = 1000.0 * y[0]
 
+    @fastode.ode(dim=1)
+    def clock(t, y, dy, p):
+        dy[0] = t
+
     @fastode.ode(dim=2)
     def decay_by_state(t, y, dy, p):
         dy[0] = -y[1] * y[0]
@@ -54,7 +58,8 @@ SIMULATED_RUNS = textwrap.dedent(
         y = sol.y.copy_to_host() if hasattr(sol.y, "copy_to_host") else sol.y
         stats = {key: np.asarray(value).tolist() for key, value in sol.stats.items()}
         status = sol.status.copy_to_host() if hasattr(sol.status, "copy_to_host") else sol.status
-        results[name] = {"y": np.asarray(y).tolist(), "status": np.asarray(status).tolist(),
+        results[name] = {"y": np.asarray(y).tolist(), "shape": list(np.shape(y)),
+                         "status": np.asarray(status).tolist(),
                          "t_final": np.asarray(sol.t_final).tolist(), "stats": stats,
                          "device": hasattr(sol.y, "copy_to_host")}
 
@@ -95,6 +100,16 @@ SIMULATED_RUNS = textwrap.dedent(
     record("fixed_mixed", fastode.solve(decay_by_state, rows, (0.0, 1.0), dt=0.01, **fixed))
     record("fixed_tiny_dt", fastode.solve(oscillator([1.0, 0.0]), y0[:1], (0.0, 1.0),
                                           dt=1e-30, max_steps=5, **fixed))
+    adaptive = {"rtol": 1e-10, "atol": 1e-12, "backend": "numba-cuda"}
+    record("backward", fastode.solve(oscillator([1.0, 0.0]), y0, (1.0, 0.0),
+                                     t_eval=[1.0, 0.5, 0.0], **adaptive))
+    record("zero_span", fastode.solve(oscillator([1.0, 0.0]), y0, (3.0, 3.0),
+                                      t_eval=[3.0], **adaptive))
+    record("clock", fastode.solve(clock, [1.0], (0.0, 2.0), **adaptive))
+    record("single", fastode.solve(oscillator([1.0, 0.0]), y0[0], (0.0, 1.0),
+                                   t_eval=[0.0, 1.0], **adaptive))
+    record("empty", fastode.solve(oscillator([1.0, 0.0]), np.zeros((0, 2)), (0.0, 1.0),
+                                  t_eval=[0.0, 1.0], **adaptive))
     print(json.dumps(results))
     """
 )
@@ -200,6 +215,49 @@ def test_simulator_fixed_pair_backward(simulated):
             v = -x1 * math.sin(t - 1.0) + v1 * math.cos(t - 1.0)
             np.testing.assert_allclose(values, [x, v], atol=5e-5)
     assert result["stats"]["n_steps"] == [4, 4, 4]
+
+
+def oscillator_exact(y0, t0, t):
+    """(x, v) of x'' = -x at t from (x, v)(t0) = y0."""
+    x0, v0 = y0
+    c, s = math.cos(t - t0), math.sin(t - t0)
+    return [x0 * c + v0 * s, -x0 * s + v0 * c]
+
+
+def test_simulator_backward_adaptive(simulated):
+    """E3 on the GPU kernels: dopri5 from t = 1 back to 0."""
+    result = simulated["backward"]
+    assert result["status"] == [Status.SUCCESS] * 3
+    for row, start in zip(result["y"], OSCILLATOR_Y0, strict=True):
+        for values, t in zip(row, [1.0, 0.5, 0.0], strict=True):
+            np.testing.assert_allclose(values, oscillator_exact(start, 1.0, t), atol=1e-8)
+
+
+def test_simulator_zero_span_adaptive(simulated):
+    """E4: exactly y0 and no step."""
+    result = simulated["zero_span"]
+    assert result["status"] == [Status.SUCCESS] * 3
+    np.testing.assert_array_equal(np.array(result["y"])[:, 0, :], OSCILLATOR_Y0)
+    assert result["stats"]["n_steps"] == [0, 0, 0]
+
+
+def test_simulator_zero_derivative_start(simulated):
+    """E5: f = t from y0 = 1 over (0, 2) gives 3, with f(t0) = 0."""
+    result = simulated["clock"]
+    assert result["status"] == Status.SUCCESS
+    assert abs(result["y"][0] - 3.0) < 1e-8
+
+
+def test_simulator_batch_shapes(simulated):
+    """E10: one 1-D state and an empty batch."""
+    single = simulated["single"]
+    assert np.shape(single["y"]) == (2, 2)
+    assert np.ndim(single["status"]) == 0
+    np.testing.assert_allclose(single["y"][1], oscillator_exact(OSCILLATOR_Y0[0], 0.0, 1.0),
+                               atol=1e-8)
+    empty = simulated["empty"]
+    assert empty["shape"] == [0, 2, 2]
+    assert np.shape(empty["status"]) == (0,)
 
 
 def test_simulator_fixed_pair_zero_span(simulated):
