@@ -101,7 +101,8 @@ def _build(system, method, kind, dtype):
         block, stages = _blocks.build_adaptive_block(
             jit, rhs, _steps.method_tableau(method), common, dtype, LANES, dim, n_params,
             cold_jit=cpu_jit(cache, boundscheck=checks))
-        return _adaptive_kernel(block, stages, dim, n_params, cache, checks)
+        scratch = _build_block_scratch(jit, stages, dim, n_params)
+        return _adaptive_kernel(block, scratch, cache, checks)
     if kind == "symplectic":
         step, evals = _blocks.build_symplectic_step(
             jit, system._cpu_function("dV_dq"), system._cpu_function("dT_dp"), system.dof,
@@ -113,10 +114,30 @@ def _build(system, method, kind, dtype):
         evals = stages
     block = _blocks.build_fixed_block(jit, step, evals, rhs, common, dtype, LANES, dim,
                                       n_params)
-    return _fixed_kernel(block, stages, dim, n_params, cache, checks)
+    scratch = _build_block_scratch(jit, stages, dim, n_params)
+    return _fixed_kernel(block, scratch, dim, cache, checks)
 
 
-def _fixed_kernel(fixed_block, stages, dim, n_params, cache, boundscheck):
+def _build_block_scratch(jit, stages, dim, n_params):
+    """Compile the allocator of the arrays every block driver works in: the
+    state, the new state, the stages, the parameter columns, and each lane's
+    status and count of outputs written."""
+    lanes = LANES
+
+    @jit
+    def block_scratch(dtype):
+        y = np.empty((dim, lanes), dtype)
+        y1 = np.empty((dim, lanes), dtype)
+        k = np.empty((stages, dim, lanes), dtype)
+        p = np.empty((n_params, lanes), dtype)
+        code = np.empty(lanes, np.int8)
+        written = np.empty(lanes, np.int64)
+        return y, y1, k, p, code, written
+
+    return block_scratch
+
+
+def _fixed_kernel(fixed_block, block_scratch, dim, cache, boundscheck):
     lanes, per_task = LANES, BLOCKS_PER_TASK
 
     @cpu_jit(cache, nogil=True, boundscheck=boundscheck)
@@ -126,14 +147,9 @@ def _fixed_kernel(fixed_block, stages, dim, n_params, cache, boundscheck):
         dtype = y0.dtype
         n_blocks = (n + lanes - 1) // lanes
         for task in range(task_start, task_stop):
-            y = np.empty((dim, lanes), dtype)
-            y1 = np.empty((dim, lanes), dtype)
-            k = np.empty((stages, dim, lanes), dtype)
+            y, y1, k, p, code, written = block_scratch(dtype)
             fa = np.empty((dim, lanes), dtype)
             fb = np.empty((dim, lanes), dtype)
-            p = np.empty((n_params, lanes), dtype)
-            code = np.empty(lanes, np.int8)
-            written = np.empty(lanes, np.int64)
             lane_t = np.empty(lanes, dtype)
             lane_steps = np.empty(lanes, np.int64)
             lane_rhs = np.empty(lanes, np.int64)
@@ -148,7 +164,7 @@ def _fixed_kernel(fixed_block, stages, dim, n_params, cache, boundscheck):
     return fixed_kernel
 
 
-def _adaptive_kernel(adaptive_block, stages, dim, n_params, cache, boundscheck):
+def _adaptive_kernel(adaptive_block, block_scratch, cache, boundscheck):
     lanes, per_task = LANES, BLOCKS_PER_TASK
 
     @cpu_jit(cache, nogil=True, boundscheck=boundscheck)
@@ -159,12 +175,7 @@ def _adaptive_kernel(adaptive_block, stages, dim, n_params, cache, boundscheck):
         dtype = y0.dtype
         n_blocks = (n + lanes - 1) // lanes
         for task in range(task_start, task_stop):
-            y = np.empty((dim, lanes), dtype)
-            y1 = np.empty((dim, lanes), dtype)
-            k = np.empty((stages, dim, lanes), dtype)
-            p = np.empty((n_params, lanes), dtype)
-            code = np.empty(lanes, np.int8)
-            written = np.empty(lanes, np.int64)
+            y, y1, k, p, code, written = block_scratch(dtype)
             active = np.empty(lanes, np.bool_)
             t = np.empty(lanes, dtype)
             dt = np.empty(lanes, dtype)
