@@ -35,6 +35,7 @@ from ._steps import (
     SUCCESS,
     build_adaptive_parts,
     build_grid_time,
+    build_store_fixed_result,
     numba_real,
     symplectic_coefficients,
 )
@@ -199,6 +200,7 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype, lanes, dim, n_params
     real = numba_real(dtype)
     zero, one = real(0), real(1)
     grid_time = build_grid_time(jit, dtype)
+    store_fixed_result = build_store_fixed_result(jit)
 
     @jit
     def keep_final_state(t_eval, y_out, n, y):
@@ -286,14 +288,8 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype, lanes, dim, n_params
                 if steps < n_grid:
                     code[lane] = MAX_STEPS
             n = first + lane
-            status[n] = code[lane]
-            t_final[n] = lane_t[lane]
-            n_steps[n] = lane_steps[lane]
-            # The failing step of a NON_FINITE lane was attempted, not
-            # accepted; a lane that starts non-finite takes no step.
-            failed_step = code[lane] == NON_FINITE and lane_steps[lane] > 0
-            n_accepted[n] = lane_steps[lane] - 1 if failed_step else lane_steps[lane]
-            n_rhs[n] = lane_rhs[lane]
+            store_fixed_result(n, code[lane], lane_t[lane], lane_steps[lane], lane_rhs[lane],
+                               status, t_final, n_steps, n_accepted, n_rhs)
             if code[lane] != NON_FINITE or n_eval > 0:
                 finish(t_eval, y_out, n, y[:, lane], written[lane])
 

@@ -242,6 +242,25 @@ def build_grid_time(jit, dtype):
     return grid_time
 
 
+def build_store_fixed_result(jit):
+    """Compile ``store_fixed_result``, which stores the status, end time and
+    counts of trajectory n after a fixed-step run."""
+
+    @jit
+    def store_fixed_result(n, code, t, steps, evals, status, t_final, n_steps, n_accepted,
+                           n_rhs):
+        status[n] = code
+        t_final[n] = t
+        n_steps[n] = steps
+        # The failing step of a NON_FINITE lane was attempted, not accepted;
+        # a lane that starts non-finite takes no step.
+        failed_step = code == NON_FINITE and steps > 0
+        n_accepted[n] = steps - 1 if failed_step else steps
+        n_rhs[n] = evals
+
+    return store_fixed_result
+
+
 def build_fixed_block(jit, step, evals, rhs, common, dtype):
     """Compile the driver that advances lanes first .. first + count - 1 with
     a fixed step on the grid t0 + k dt, the last step ending at t1.
@@ -256,6 +275,7 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype):
     row_is_finite, reached, write_outputs, write_initial_outputs, finish = common[2:]
     one = numba_real(dtype)(1)
     grid_time = build_grid_time(jit, dtype)
+    store_fixed_result = build_store_fixed_result(jit)
 
     @jit
     def fixed_block(first, count, y0, params, pstride, t_eval, t0, t1, dt, n_grid,
@@ -327,14 +347,8 @@ def build_fixed_block(jit, step, evals, rhs, common, dtype):
 
         for lane in range(count):
             n = first + lane
-            status[n] = lane_status[lane]
-            t_final[n] = lane_t[lane]
-            n_steps[n] = lane_steps[lane]
-            # The failing step of a NON_FINITE lane was attempted, not
-            # accepted; a lane that starts non-finite takes no step.
-            failed_step = lane_status[lane] == NON_FINITE and lane_steps[lane] > 0
-            n_accepted[n] = lane_steps[lane] - 1 if failed_step else lane_steps[lane]
-            n_rhs[n] = lane_rhs[lane]
+            store_fixed_result(n, lane_status[lane], lane_t[lane], lane_steps[lane],
+                               lane_rhs[lane], status, t_final, n_steps, n_accepted, n_rhs)
             finish(t_eval, y_out, n, y[lane], lane_written[lane])
 
     return fixed_block
