@@ -297,3 +297,15 @@ def test_device_rows_bound_the_chunks(fake_cupy, monkeypatch):
     np.testing.assert_array_equal(parts.y, whole.y)
     host = fastode.solve(mlp, y0, (0.0, 1.0), method="rk4", dt=0.1, backend="cupy")
     np.testing.assert_array_equal(host.y, whole.y)
+
+
+def test_tiny_dt_ends_at_max_steps():
+    """A grid of 1e30 steps is capped as the core caps it, so max_steps ends
+    the run instead of an integer overflow."""
+    mlp = wide_mlp(d=9)
+    y0 = np.ones((2, 9))
+    out = batched(mlp, y0, (0.0, 1.0), dt=1e-30, max_steps=5)
+    with pytest.warns(RuntimeWarning, match="max_steps"):
+        core = fastode.solve(mlp, y0, (0.0, 1.0), method="rk4", dt=1e-30, max_steps=5)
+    assert_matches_core(out, core, rtol=1e-12)
+    assert np.all(out["status"] == Status.MAX_STEPS)

@@ -228,3 +228,16 @@ def test_worker_error_cancels_other_chunks(client):
     assert error.value is not None
     left = [key for key in client.futures if str(key).startswith("fastode-")]
     assert left == []
+
+
+def test_y0_read_from_the_out_file(client, tmp_path):
+    """y0 memory-mapped from the file that out= rewrites is read before the
+    file is replaced, as in fastode.solve."""
+    system, y0 = oscillator_batch(200)
+    path = tmp_path / "y.npy"
+    first = fastode.solve(system, y0, (0.0, 1.0), out=path)
+    expected = fastode.solve(system, first.y, (0.0, 1.0))
+    mapped = np.load(path, mmap_mode="r").reshape(200, 2)
+    again = fastode.distributed.solve(system, mapped, (0.0, 1.0), client=client, chunk_size=16,
+                                      out=path)
+    np.testing.assert_array_equal(np.asarray(again.y).reshape(200, 2), expected.y)

@@ -341,3 +341,9 @@ def test_fixed_step_evaluations_match_adaptive(method):
                               dt=1.0 / steps)
     assert fixed_run.stats["n_steps"] == steps
     assert fixed_run.stats["n_rhs"] == free.stats["n_rhs"] - 1
+
+
+def test_fixed_step_pi_controller_warns():
+    with pytest.warns(UserWarning, match="controller='pi' has no effect with method='tsit5'"):
+        fastode.solve(fastode.Lorenz(), [1.0, 0.0, 0.0], (0.0, 1.0), method="tsit5",
+                      adaptive=False, dt=0.1, controller="pi")

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Step count of a grid finer than any max_steps, as in the core's
+#: ``fixed_step_count``.
+MAX_GRID_STEPS = 4_000_000_000_000_000_000
+
 
 def fixed_step_count(t0: float, t1: float, dt: float, dtype) -> int:
     """Number of steps of size |dt| that cover the span, as the C++ core counts
@@ -13,6 +17,10 @@ def fixed_step_count(t0: float, t1: float, dt: float, dtype) -> int:
     if span == 0.0:
         return 0
     ratio = span / abs(float(dt))
+    # More steps than an int64 holds: max_steps (at most 2**62) ends the run
+    # first, so the count is capped as the core caps it.
+    if not ratio < MAX_GRID_STEPS:
+        return MAX_GRID_STEPS
     eps = 1e-6 if np.dtype(dtype) == np.float32 else 1e-12
     n = int(ratio)
     if n < ratio * (1.0 - eps):

@@ -274,11 +274,19 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
-def check_controller(controller) -> int:
+def check_controller(controller, kind: str = "adaptive", method: str = "") -> int:
+    """Return the controller's code; warn when ``"pi"`` is given to a method
+    that takes fixed steps, where no controller runs."""
     key = controller.lower() if isinstance(controller, str) else controller
     if key not in CONTROLLERS:
         msg = f"controller must be 'i' or 'pi', got {controller!r}"
         raise ValueError(msg)
+    if kind != "adaptive" and key == "pi":
+        warn_user(
+            f"controller='pi' has no effect with method={method!r}, which takes fixed "
+            "steps of dt",
+            UserWarning,
+        )
     return CONTROLLERS[key]
 
 
@@ -359,7 +367,7 @@ def check_call(system, method, kind, y0, t_span, t_eval, dt, rtol, atol, max_ste
         "rtol": rtol,
         "atol": atol,
         "max_steps": check_max_steps(max_steps),
-        "controller": check_controller(controller),
+        "controller": check_controller(controller, kind, method),
         "threads": check_threads(threads),
     }
     return CheckedCall(y0, single, t_eval, t1, dtype, kind, call)

@@ -102,6 +102,9 @@ def solve(
     chunk_size = _chunks.check_chunk_size(chunk_size)
     progress = _chunks.check_progress(progress)
     client = _get_client(client)
+    # Chunks are written while later ones still read y0, which may be a view
+    # of the out file itself.
+    job = _chunks._detach_from_out(job, out)
     result = _chunks._allocate(layout, out)
     bounds = [
         (start, min(start + chunk_size, layout.n))

@@ -276,7 +276,7 @@ def solve_cupy(
     rtol, atol = check.check_tolerances(rtol, atol, dtype, kind, method)
     dt = check.check_dt(dt, kind, method)
     max_steps = check.check_max_steps(max_steps)
-    controller_code = check.check_controller(controller)
+    controller_code = check.check_controller(controller, kind, method)
     if threads is not None:
         check.check_threads(threads)
     if batched:

@@ -13,30 +13,8 @@ import os
 import numpy as np
 from numba.core.errors import NumbaError
 
+from .._grid import fixed_step_count
 from . import _cpu
-
-
-#: Step count of a grid finer than any max_steps, as in the core's
-#: ``fixed_step_count``.
-MAX_GRID_STEPS = 4_000_000_000_000_000_000
-
-
-def fixed_step_count(t0: float, t1: float, dt: float, dtype: np.dtype) -> int:
-    """Number of steps of size |dt| that cover the span, as the C++ core counts
-    them: a ratio within a few ulps of an integer is rounded to it."""
-    span = abs(float(t1) - float(t0))
-    if span == 0.0:
-        return 0
-    ratio = span / abs(float(dt))
-    # More steps than an int64 holds: max_steps (at most 2**62) ends the run
-    # first, so the count is capped as the core caps it.
-    if not ratio < MAX_GRID_STEPS:
-        return MAX_GRID_STEPS
-    eps = 1e-6 if np.dtype(dtype) == np.float32 else 1e-12
-    n = int(ratio)
-    if n < ratio * (1.0 - eps):
-        n += 1
-    return max(n, 1)
 
 
 def allocate_outputs(n: int, n_out: int, dim: int, dtype, zeros=np.zeros, empty=np.empty):

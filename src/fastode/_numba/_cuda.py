@@ -201,7 +201,7 @@ def solve(system, y0, t_span, t_eval, method, kind, dt, rtol, atol, max_steps, d
     rtol, atol = check.check_tolerances(rtol, atol, dtype, kind, method)
     dt = check.check_dt(dt, kind, method)
     max_steps = check.check_max_steps(max_steps)
-    controller_code = check.check_controller(controller)
+    controller_code = check.check_controller(controller, kind, method)
 
     n = y0_rows.shape[0]
     dense = t_eval is not None

@@ -24,18 +24,15 @@ import numpy as np
 
 from .. import _core
 
+# The controller constants of cpp/include/fastode/controller.hpp.
+from .._controller import CONTROLLER_PI, ERR_PREV_MIN, FACTOR_MAX, FACTOR_MIN, SAFETY
+
 # Status codes, as in `fastode.Status`.
 SUCCESS = 0
 MAX_STEPS = 1
 STEP_TOO_SMALL = 2
 NON_FINITE = 3
 
-# Controller constants, the same values as cpp/include/fastode/controller.hpp.
-SAFETY = 0.9
-FACTOR_MIN = 0.2
-FACTOR_MAX = 10.0
-ERR_PREV_MIN = 1e-4
-CONTROLLER_PI = 1
 
 
 def numba_real(dtype):
