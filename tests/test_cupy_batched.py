@@ -309,3 +309,17 @@ def test_tiny_dt_ends_at_max_steps():
         core = fastode.solve(mlp, y0, (0.0, 1.0), method="rk4", dt=1e-30, max_steps=5)
     assert_matches_core(out, core, rtol=1e-12)
     assert np.all(out["status"] == Status.MAX_STEPS)
+
+
+@pytest.mark.parametrize("t_span", [(-200.0, 50.0), (200.0, -50.0)])
+def test_adaptive_last_output_before_t1(t_span):
+    """After the last output, the time that means "none left" lies past t1,
+    as in the core, so the steps after it write nothing."""
+    mlp = wide_mlp(d=10)
+    y0 = np.random.default_rng(14).standard_normal((6, 10))
+    t_eval = [t_span[0], t_span[0] / 2]
+    options = {"method": "dopri5", "rtol": 1e-7, "atol": 1e-9, "t_eval": t_eval}
+    out = batched(mlp, y0, t_span, dt=None, **options)
+    core = fastode.solve(mlp, y0, t_span, **options)
+    assert_matches_core(out, core, rtol=1e-9)
+

@@ -411,7 +411,8 @@ def integrate_adaptive(xp, field, tableau: Tableau, y0, t_eval, problem) -> dict
         if bool(lanes.active.any()):
             k0 = _first_derivative(xp, field, lanes, y)
             lanes.dt = _first_dt(xp, field, tableau, y, k0, lanes, problem)
-            _run_steps(xp, field, tableau, y, k0, lanes, problem, (times, y_out))
+            outputs = (_output_times(xp, times, t0, t1), len(times), y_out)
+            _run_steps(xp, field, tableau, y, k0, lanes, problem, outputs)
     return _finish_adaptive(xp, lanes, y, y_out, len(times))
 
 
@@ -502,13 +503,10 @@ def _stop_lanes(xp, lanes: _Lanes, finished, norm, max_steps) -> None:
 def _write_outputs(xp, tableau, lanes: _Lanes, accepted, t_new, step, outputs, forward):
     """Store every output time that an accepted step passed, for each row:
     the pair's own interpolant (dopri5, tsit5) or the cubic Hermite one."""
-    times, y_out = outputs
-    if not len(times):
+    times_dev, n_times, y_out = outputs
+    if not n_times:
         return
     y, k0, y1, k = step
-    # One time past the end stands for "no output left", so indexing needs no branch.
-    beyond = times[-1] + (1 if forward else -1) * (1 + abs(times[-1]))
-    times_dev = xp.asarray(np.append(times, beyond).astype(times.dtype))
     while True:
         t_out = times_dev[lanes.written]
         due = accepted & ((t_out <= t_new) if forward else (t_out >= t_new))
@@ -526,6 +524,15 @@ def _write_outputs(xp, tableau, lanes: _Lanes, accepted, t_new, step, outputs, f
         value = xp.where(xp.reshape(tj == tb, (-1, 1)), y1[rows], value)
         y_out[rows, lanes.written[rows]] = value
         lanes.written[rows] += 1
+
+
+def _output_times(xp, times, t0, t1):
+    """Return the output times on the device followed by one time past t1,
+    which means "no output left" as in the core's next_output_time: indexing
+    by the count written needs no branch, and no step reaches that time."""
+    real = times.dtype.type
+    beyond = t1 + (1 if t1 >= t0 else -1) * (1 + abs(t1 - t0))
+    return xp.asarray(np.append(times, real(beyond)).astype(times.dtype))
 
 
 def _horner(theta, coefficients):
