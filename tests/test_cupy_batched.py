@@ -323,3 +323,19 @@ def test_adaptive_last_output_before_t1(t_span):
     core = fastode.solve(mlp, y0, t_span, **options)
     assert_matches_core(out, core, rtol=1e-9)
 
+
+
+def test_first_step_overflow_constant_field():
+    """f = 1e160, whose first-step norms overflow: the guess is NaN, which the
+    core's min(h, span) turns into the span, and one exact step ends the run."""
+    d = 10
+    mlp = fastode.MLP([np.zeros((d, d)), np.zeros((d, d))], [np.zeros(d), np.full(d, 1e160)],
+                      activation="identity")
+    y0 = np.ones((2, d))
+    options = {"method": "dopri5", "rtol": 1e-6, "atol": 1e-9, "t_eval": [0.0, 0.25, 1.0]}
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = batched(mlp, y0, (0.0, 1.0), dt=None, **options)
+    core = fastode.solve(mlp, y0, (0.0, 1.0), **options)
+    assert_matches_core(out, core, rtol=1e-12)
+    np.testing.assert_allclose(out["y"][:, -1], 1e160, rtol=1e-12)
+    assert np.all(out["status"] == Status.SUCCESS)

@@ -365,14 +365,20 @@ def initial_step(field, tableau: Tableau, y, f0, problem):
     def rms(values):
         return xp.sqrt(xp.mean(values * values, axis=1))
 
+    # The core's min and max return their second argument when either is
+    # NaN, so a guess that overflows to NaN becomes the span there, and here.
+    def core_min(a, b):
+        return xp.where(a < b, a, b)
+
     d0, d1 = rms(y / scale), rms(f0 / scale)
     h0 = xp.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1).astype(y.dtype)
-    h0 = xp.minimum(h0, span)
+    h0 = core_min(h0, span)
     f1 = field(t0 + direction * h0, y + xp.reshape(direction * h0, (-1, 1)) * f0)
-    d12 = xp.maximum(d1, rms((f1 - f0) / scale) / h0)
+    d2 = rms((f1 - f0) / scale) / h0
+    d12 = xp.where(d1 > d2, d1, d2)
     exponent = 1.0 / (tableau.error_order + 1)
     h1 = xp.where(d12 <= 1e-15, xp.maximum(1e-6, h0 * 1e-3), (0.01 / d12) ** exponent)
-    return (direction * xp.minimum(xp.minimum(100 * h0, h1), span)).astype(y.dtype)
+    return (direction * core_min(core_min(100 * h0, h1), span)).astype(y.dtype)
 
 
 @dataclass
