@@ -339,3 +339,67 @@ def test_first_step_overflow_constant_field():
     assert_matches_core(out, core, rtol=1e-12)
     np.testing.assert_allclose(out["y"][:, -1], 1e160, rtol=1e-12)
     assert np.all(out["status"] == Status.SUCCESS)
+
+
+# --- waits for the GPU ----------------------------------------------------------------
+
+
+class _Counted(np.ndarray):
+    """A NumPy array that counts the operations after which CuPy waits for
+    the GPU: truth tests and boolean-mask indexing, which in CuPy reads the
+    count of True elements back to the host."""
+
+    waits = 0
+
+    def __bool__(self):
+        _Counted.waits += 1
+        return super().__bool__()
+
+    def __getitem__(self, key):
+        _Counted._count_mask(key)
+        return super().__getitem__(key)
+
+    def __setitem__(self, key, value):
+        _Counted._count_mask(key)
+        super().__setitem__(key, value)
+
+    @staticmethod
+    def _count_mask(key):
+        keys = key if isinstance(key, tuple) else (key,)
+        if any(isinstance(k, np.ndarray) and k.dtype == bool for k in keys):
+            _Counted.waits += 1
+
+
+class _CountingNumpy:
+    """NumPy as an array namespace whose arrays are `_Counted`."""
+
+    def __getattr__(self, name):
+        value = getattr(np, name)
+        if not callable(value) or isinstance(value, type):
+            return value
+
+        def call(*args, **kwargs):
+            result = value(*args, **kwargs)
+            return result.view(_Counted) if isinstance(result, np.ndarray) else result
+
+        return call
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_steps_rarely_wait_for_gpu(adaptive):
+    """Fixed steps wait for the GPU once per ALL_STOPPED_CHECK_INTERVAL steps,
+    and adaptive steps without outputs once per step, to test whether any
+    row is still running."""
+    xp = _CountingNumpy()
+    mlp = wide_mlp(d=10)
+    y0 = xp.asarray(np.random.default_rng(17).standard_normal((6, 10)))
+    method = "dopri5" if adaptive else "rk4"
+    kind = "adaptive" if adaptive else "fixed"
+    call = {"kind": kind, "method": method, "t0": 0.0, "t1": 4.0, "dt": 0.05, "rtol": 1e-10,
+            "atol": 1e-9, "max_steps": 100_000, "controller": 0}
+    _Counted.waits = 0
+    out = _batched.BatchedJob(xp, mlp, y0, None, call).launch(y0)
+    steps = int(np.asarray(out["n_steps"]).max())
+    assert steps >= 40
+    expected = steps + 4 if adaptive else steps // _batched.ALL_STOPPED_CHECK_INTERVAL + 4
+    assert _Counted.waits <= expected

@@ -231,14 +231,18 @@ class _Rows:
     t_final: object
     written: object  # outputs each row keeps; later ones become NaN
 
-    def stop(self, failed, step: int, evals: int, ta, outputs_before: int) -> None:
-        """Stop the rows in `failed`, which went non-finite in step `step`."""
-        self.status[failed] = int(Status.NON_FINITE)
-        self.n_steps[failed] = step + 1
-        self.n_accepted[failed] = step
-        self.n_rhs[failed] = evals
-        self.t_final[failed] = ta
-        self.written[failed] = outputs_before
+    def stop(self, xp, failed, step: int, evals: int, ta, outputs_before: int) -> None:
+        """Stop the rows in `failed`, which went non-finite in step `step`.
+
+        Each update is an xp.where: a boolean-mask assignment would make CuPy
+        copy the count of True elements to the host, which waits for the GPU.
+        """
+        self.status = xp.where(failed, np.int8(Status.NON_FINITE), self.status)
+        self.n_steps = xp.where(failed, step + 1, self.n_steps)
+        self.n_accepted = xp.where(failed, step, self.n_accepted)
+        self.n_rhs = xp.where(failed, evals, self.n_rhs)
+        self.t_final = xp.where(failed, ta, self.t_final)
+        self.written = xp.where(failed, outputs_before, self.written)
 
 
 def integrate_fixed(xp, field, tableau: Tableau, y0, t_eval, t0, t1, dt, max_steps) -> dict:
@@ -293,9 +297,9 @@ def integrate_fixed(xp, field, tableau: Tableau, y0, t_eval, t0, t1, dt, max_ste
                 next_out += 1
 
         finite = xp.all(xp.isfinite(y1), axis=1)
-        rows.stop(rows.active & ~finite, steps, evals, ta, outputs_before)
+        rows.stop(xp, rows.active & ~finite, steps, evals, ta, outputs_before)
         rows.active &= finite
-        rows.written[rows.active] = next_out
+        rows.written = xp.where(rows.active, next_out, rows.written)
         y = xp.where(rows.active[:, None], y1, y)
         steps += 1
         if steps % ALL_STOPPED_CHECK_INTERVAL == 0 and not bool(rows.active.any()):
@@ -498,11 +502,12 @@ def _stop_lanes(xp, lanes: _Lanes, finished, norm, max_steps) -> None:
     max_steps, in that order of precedence, as the core does."""
     lanes.active &= ~finished
     too_small = lanes.active & ~(xp.abs(lanes.dt) >= _controller.min_step(xp, lanes.t))
-    reason = xp.where(norm == norm, int(Status.STEP_TOO_SMALL), int(Status.NON_FINITE))
-    lanes.status[too_small] = reason[too_small].astype(np.int8)
+    # xp.where, because a boolean-mask assignment makes CuPy wait for the GPU.
+    reason = xp.where(norm == norm, np.int8(Status.STEP_TOO_SMALL), np.int8(Status.NON_FINITE))
+    lanes.status = xp.where(too_small, reason, lanes.status)
     lanes.active &= ~too_small
     out_of_steps = lanes.active & (lanes.n_steps >= max_steps)
-    lanes.status[out_of_steps] = int(Status.MAX_STEPS)
+    lanes.status = xp.where(out_of_steps, np.int8(Status.MAX_STEPS), lanes.status)
     lanes.active &= ~out_of_steps
 
 
