@@ -299,6 +299,24 @@ def test_device_rows_bound_the_chunks(fake_cupy, monkeypatch):
     np.testing.assert_array_equal(host.y, whole.y)
 
 
+def test_device_batch_options_like_kernels(fake_cupy):
+    """A device batch keeps its results on the device with chunk_size, as the
+    per-thread kernels do, and rejects an invalid max_memory or progress."""
+    mlp = wide_mlp(d=16)
+    y0 = np.random.default_rng(18).standard_normal((20, 16))
+    options = {"method": "rk4", "dt": 0.1, "backend": "cupy"}
+    sol = fastode.solve(mlp, fake_cupy.asarray(y0), (0.0, 1.0), chunk_size=8, **options)
+    assert isinstance(sol.y, DeviceArray)
+    cpu = fastode.solve(mlp, y0, (0.0, 1.0), method="rk4", dt=0.1)
+    np.testing.assert_allclose(sol.y, cpu.y, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="max_memory"):
+        fastode.solve(mlp, fake_cupy.asarray(y0), (0.0, 1.0), max_memory=-5, **options)
+    with pytest.raises(TypeError, match="progress"):
+        fastode.solve(mlp, fake_cupy.asarray(y0), (0.0, 1.0), progress="yes", **options)
+    with pytest.raises(ValueError, match="chunk_size"):
+        fastode.solve(mlp, fake_cupy.asarray(y0), (0.0, 1.0), chunk_size=0, **options)
+
+
 def test_tiny_dt_ends_at_max_steps():
     """A grid of 1e30 steps is capped as the core caps it, so max_steps ends
     the run instead of an integer overflow."""

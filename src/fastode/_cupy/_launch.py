@@ -340,16 +340,22 @@ def solve_cupy(
 
 
 def _solve_batched(cupy, job, on_device, single, method, **chunking) -> Solution:
-    """Run a wide MLP with `fastode._cupy._batched`: a device batch in one go
-    with device results, a host batch in chunks through `fastode._chunks`."""
+    """Run a wide MLP or a CNF with `fastode._cupy._batched`: a device batch in
+    parts that fit on the GPU (and at most `chunk_size` rows), with device
+    results, and a host batch in chunks through `fastode._chunks`."""
     dense = job.t_eval is not None
     dtype = job.y0.dtype
     t_host = job.t_eval if dense else np.array([job.call["t1"]], dtype=dtype)
-    device_result = on_device and chunking["out"] is None and chunking["chunk_size"] is None
+    device_result = on_device and chunking["out"] is None
     free_bytes, _ = cupy.cuda.runtime.memGetInfo()
     rows = _batched.device_rows(free_bytes, job)
     if device_result:
-        result = _launch_in_parts(cupy, job, rows)
+        # The same checks as the kernels' pipeline. NOTE: a device batch shows
+        # no progress bar, and max_memory bounds nothing because no result is on the host.
+        _chunks.check_max_memory(chunking["max_memory"])
+        _chunks.check_progress(chunking["progress"])
+        chunk_size = _chunks.check_chunk_size(chunking["chunk_size"])
+        result = _launch_in_parts(cupy, job, min(rows, chunk_size or rows))
         status, t = cupy.asnumpy(result["status"]), cupy.asarray(t_host)
     else:
         # Chunks of at most `rows`, so that the working arrays fit on the GPU.
