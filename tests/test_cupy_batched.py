@@ -421,3 +421,21 @@ def test_steps_rarely_wait_for_gpu(adaptive):
     assert steps >= 40
     expected = steps + 4 if adaptive else steps // _batched.ALL_STOPPED_CHECK_INTERVAL + 4
     assert _Counted.waits <= expected
+
+
+@pytest.mark.parametrize(("method", "dt"), [("dopri5", None), ("bs3", 0.1), ("rk4", 0.1)])
+def test_evaluations_match_n_rhs(monkeypatch, method, dt):
+    """Each evaluation of the network is one counted in n_rhs: the adaptive
+    pairs reuse f(t1, y1) as the next step's first stage."""
+    calls = []
+    evaluate = _batched.NetworkField.__call__
+
+    def counted(self, t, y):
+        calls.append(len(y))
+        return evaluate(self, t, y)
+
+    monkeypatch.setattr(_batched.NetworkField, "__call__", counted)
+    mlp = wide_mlp(d=10)
+    y0 = np.random.default_rng(19).standard_normal((1, 10))
+    out = batched(mlp, y0, (0.0, 2.0), t_eval=[0.0, 0.7, 2.0], method=method, dt=dt)
+    assert len(calls) == out["n_rhs"][0]

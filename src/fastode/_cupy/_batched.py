@@ -337,8 +337,9 @@ def _finish(xp, rows: _Rows, y, y_out, times, steps, evals, n, grid) -> dict:
 # --- adaptive steps ------------------------------------------------------------------
 
 
-def embedded_step(field, tableau: Tableau, t, h, y, rtol, atol):
-    """Take one step of an embedded pair for every row, each with its own t and h.
+def embedded_step(field, tableau: Tableau, t, h, y, k0, rtol, atol):
+    """Take one step of an embedded pair for every row, each with its own t and h,
+    given k0 = f(t, y).
 
     Returns y1, every stage k (k[-1] = f(t + h, y1), as the pairs are FSAL)
     and the RMS error norm of each row, NaN for a row whose y1 is not finite.
@@ -346,7 +347,7 @@ def embedded_step(field, tableau: Tableau, t, h, y, rtol, atol):
     xp = field.xp
     column = xp.reshape(h, (-1, 1))
     k = [None] * tableau.stages
-    k[0] = field(t, y)
+    k[0] = k0
     for s in range(1, tableau.stages):
         ys = y + column * _weighted(tableau.a[s, :s], k[:s])
         k[s] = field(t + tableau.c[s] * h, ys)
@@ -470,7 +471,7 @@ def _run_steps(xp, field, tableau, y, k0, lanes: _Lanes, problem, outputs) -> No
     while bool(lanes.active.any()):
         past = direction * (lanes.t + lanes.dt - t1) >= 0
         dt_try = xp.where(past, t1 - lanes.t, lanes.dt)
-        y1, k, norm = embedded_step(field, tableau, lanes.t, dt_try, y, problem["rtol"],
+        y1, k, norm = embedded_step(field, tableau, lanes.t, dt_try, y, k0, problem["rtol"],
                                     problem["atol"])
         lanes.n_rhs += lanes.active * (tableau.stages - 1)
 
@@ -503,7 +504,7 @@ def _stop_lanes(xp, lanes: _Lanes, finished, norm, max_steps) -> None:
     lanes.active &= ~finished
     too_small = lanes.active & ~(xp.abs(lanes.dt) >= _controller.min_step(xp, lanes.t))
     # xp.where, because a boolean-mask assignment makes CuPy wait for the GPU.
-    reason = xp.where(norm == norm, np.int8(Status.STEP_TOO_SMALL), np.int8(Status.NON_FINITE))
+    reason = xp.where(xp.isnan(norm), np.int8(Status.NON_FINITE), np.int8(Status.STEP_TOO_SMALL))
     lanes.status = xp.where(too_small, reason, lanes.status)
     lanes.active &= ~too_small
     out_of_steps = lanes.active & (lanes.n_steps >= max_steps)
