@@ -107,7 +107,7 @@ def test_fixed_tsit5_float32_lorenz_ensemble(reference):
         np.testing.assert_allclose(sol.y[i], y_true, rtol=2e-5, atol=2e-5)
 
 
-def test_fixed_pair_non_finite_row_stops_at_last_finite_state():
+def test_fixed_pair_non_finite_row():
     """y' = y^2 from y0 = 1 blows up at t = 1; a neighbour row is untouched."""
     def square(t, y, dy, p):
         dy[0] = y[0] * y[0]

@@ -257,8 +257,8 @@ def check_dt(dt, kind: str, method: str) -> float:
     if dt is None:
         if kind == "adaptive":
             return 0.0
-        how = "with adaptive=False takes" if METHODS[method] == "adaptive" else "uses"
-        msg = f"method={method!r} {how} a fixed step: pass dt > 0"
+        verb = "with adaptive=False takes" if METHODS[method] == "adaptive" else "uses"
+        msg = f"method={method!r} {verb} a fixed step: pass dt > 0"
         raise ValueError(msg)
     dt = _real_scalar("dt", dt)
     if not (np.isfinite(dt) and dt > 0):
