@@ -62,13 +62,18 @@ class NetworkField:
         """f at time t (a scalar, or one time per row) for every row of y."""
         x = y
         if self.time_input:
-            times = self.xp.asarray(t, dtype=y.dtype).reshape(-1, 1)
-            column = self.xp.zeros((y.shape[0], 1), dtype=y.dtype) + times
-            x = self.xp.concatenate([y, column], axis=1)
+            x = self.xp.concatenate([y, self._time_column(t, y)], axis=1)
         for w, b in self.layers[:-1]:
             x = self._activate(x @ w + b)
         w, b = self.layers[-1]
         return x @ w + b
+
+    def _time_column(self, t, y):
+        """Return t as a column for each row of y. A scalar t fills it on the
+        device, because CuPy's copy of a host value would wait for the GPU."""
+        if isinstance(t, (int, float, np.number)):
+            return self.xp.full((y.shape[0], 1), t, dtype=y.dtype)
+        return self.xp.reshape(t.astype(y.dtype), (-1, 1))
 
     def _activate(self, z):
         xp = self.xp
@@ -123,8 +128,7 @@ class FlowField(NetworkField):
         z = y[:, : self.d]
         x = z
         if self.time_input:
-            times = xp.asarray(t, dtype=y.dtype).reshape(-1, 1)
-            x = xp.concatenate([z, xp.zeros((z.shape[0], 1), dtype=y.dtype) + times], axis=1)
+            x = xp.concatenate([z, self._time_column(t, y)], axis=1)
         if self.unit_trace is not None:
             (w1, b1), (w2, b2) = self.layers
             pre = x @ w1 + b1
