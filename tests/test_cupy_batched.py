@@ -445,3 +445,21 @@ def test_evaluations_match_n_rhs(monkeypatch, method, dt):
     y0 = np.random.default_rng(19).standard_normal((1, 10))
     out = batched(mlp, y0, (0.0, 2.0), t_eval=[0.0, 0.7, 2.0], method=method, dt=dt)
     assert len(calls) == out["n_rhs"][0]
+
+
+def test_solve_adaptive_backward_against_expm(fake_cupy):
+    """A linear network W2 W1 = A integrated backward from t = 1 to -1 with
+    outputs: y(t) = expm(A (t - 1)) y0."""
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    rng = np.random.default_rng(20)
+    d = 12
+    w1 = rng.standard_normal((d, d)) / np.sqrt(d)
+    w2 = -np.eye(d)
+    mlp = fastode.MLP([w1, w2], [np.zeros(d), np.zeros(d)], activation="identity")
+    y0 = rng.standard_normal((5, d))
+    t_eval = [1.0, 0.2, -1.0]
+    sol = fastode.solve(mlp, fake_cupy.asarray(y0), (1.0, -1.0), t_eval=t_eval, rtol=1e-11,
+                        atol=1e-13, backend="cupy")
+    for j, t in enumerate(t_eval):
+        exact = y0 @ scipy_linalg.expm((w2 @ w1) * (t - 1.0)).T
+        np.testing.assert_allclose(np.asarray(sol.y)[:, j], exact, rtol=1e-8, atol=1e-9)
