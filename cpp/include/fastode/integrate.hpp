@@ -692,7 +692,9 @@ FASTODE_HD void initial_step(const Lanes& lanes, const Problem<T>& prob,
                                       : math::pow(T(0.01) / d12, exponent);
         T h = math::min(T(100) * h0[l], h1);
         h = math::min(h, span);
-        // A non-finite probe leaves h NaN; the first step then fails cleanly.
+        // math::min returns its second argument when the first is NaN, so a
+        // guess spoiled by a non-finite probe becomes the span, and the
+        // controller shrinks that step like any other.
         dt[l] = direction * h;
     }
 }
