@@ -150,8 +150,8 @@ def test_distributed_fixed_pair_matches_solve():
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
                             dashboard_address="127.0.0.1:0") as client:
         spread = fd.solve(system, y0, (0.0, 1.0), client=client, chunk_size=16, **kwargs)
-    one = fastode.solve(system, y0, (0.0, 1.0), **kwargs)
-    np.testing.assert_array_equal(spread.y, one.y)
+    local = fastode.solve(system, y0, (0.0, 1.0), **kwargs)
+    np.testing.assert_array_equal(spread.y, local.y)
     assert spread.method == "tsit5"
 
 

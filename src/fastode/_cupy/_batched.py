@@ -322,13 +322,8 @@ def _finish(xp, rows: _Rows, y, y_out, times, steps, evals, n, grid) -> dict:
     rows.t_final[running] = fixed_step_time(t0, t1, dt, steps, n, y.dtype)
     if steps < n:
         rows.status[running] = int(Status.MAX_STEPS)
-    if times:
-        unreached = xp.arange(len(times))[None, :] >= rows.written[:, None]
-        y_out[unreached] = np.nan
-    else:
-        y_out[:, 0] = y
     return {
-        "y": y_out,
+        "y": _close_outputs(xp, y, y_out, rows.written, len(times)),
         "t_final": rows.t_final,
         "status": rows.status,
         "n_steps": rows.n_steps,
@@ -559,14 +554,20 @@ def _horner(theta, coefficients):
     return total
 
 
-def _finish_adaptive(xp, lanes: _Lanes, y, y_out, n_times) -> dict:
+def _close_outputs(xp, y, y_out, written, n_times):
+    """Put NaN at the output times each row did not reach, or the final state
+    in the one column kept without output times."""
     if n_times:
-        unreached = xp.arange(n_times)[None, :] >= lanes.written[:, None]
+        unreached = xp.arange(n_times)[None, :] >= written[:, None]
         y_out[unreached] = np.nan
     else:
         y_out[:, 0] = y
+    return y_out
+
+
+def _finish_adaptive(xp, lanes: _Lanes, y, y_out, n_times) -> dict:
     return {
-        "y": y_out,
+        "y": _close_outputs(xp, y, y_out, lanes.written, n_times),
         "t_final": lanes.t,
         "status": lanes.status,
         "n_steps": lanes.n_steps,
