@@ -273,8 +273,8 @@ def test_fixed_pair_zero_length_span(method, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("method", PAIRS)
 def test_fixed_pair_non_finite_rows(method, backend):
-    """E6: rows with a NaN rate, a NaN and an infinite start fail; rows 0 and 2
-    match closed forms and their runs alone bit for bit."""
+    """E6: rows with a NaN rate, a NaN start and an infinite start fail.
+    Rows 0 and 2 match their closed forms, and their runs alone bit for bit."""
     rates = np.array([-1.0, np.nan, -2.0, -1.0, -1.0])
     y0 = np.array([[1.0], [1.0], [1.0], [np.nan], [np.inf]])
     options = fixed(method, 0.01, backend)

@@ -177,8 +177,8 @@ def test_compile_error_gives_numba_reason():
 
 
 def test_read_only_params_and_y0():
-    """affine writes its t record into p, so the kernel writes the parameter
-    rows back; a read-only parameter array is copied instead of failing to
+    """affine records t in p, so the kernel writes the parameter rows back.
+    A read-only parameter array is therefore copied instead of failing to
     type, and a read-only y0 needs no second build of the kernel."""
     params = np.array([-1.0, 0.0, 0.0, 0.0, np.inf, -np.inf])
     params.flags.writeable = False

@@ -217,7 +217,7 @@ def test_rhs_reference_matches_closed_form():
     np.testing.assert_allclose(kepler.rhs(0.0, np.array([[0.0, 2.0, 1.0, 0.0]])), [[1.0, 0.0, 0.0, -0.5]])
 
 
-def test_hamiltonian_energy_of_dense_output_with_per_trajectory_parameters():
+def test_hamiltonian_energy_dense_per_row_params():
     """H = p^2 / (2 m) + k q^2 / 2 per trajectory, at every output time: the
     harmonic flow keeps it to yoshida4's error at dt = 0.01."""
     k, mass = np.array([1.0, 4.0]), np.array([1.0, 2.0])

@@ -94,7 +94,7 @@ def ode(fn=None, *, dim, n_params=0, separable=None, params=None, boundscheck=Fa
     compile time, so assigning them later in the same process changes
     nothing: pass such values in ``params``. The disk cache keys on the
     bytecode of ``fn`` and of the functions, numbers and arrays it reads as
-    globals, so an edited module compiles afresh in the next process; a
+    globals, so an edited module compiles afresh in the next process. A
     global of another type (a dict, a class instance) leaves the kernels
     uncached. ``fn`` may write to ``p``, for example to
     record the times it was called at. On the CPU each block works on a copy
